@@ -1,0 +1,28 @@
+"""The root of every exception iotsec raises on purpose.
+
+Each component has one base class under the root, and its own tree below that::
+
+    IotsecError
+    +-- SchemaError                  iotsec.schema: the security message contract
+    |   +-- MessageTooLarge          refused before parsing (over 262,144 bytes)
+    |   +-- MessageInvalid           failed to decode; carries FieldIssue(path, reason) items
+    |   +-- DefenderReportInvalid    an AWS Device Defender metrics report failed to decode
+    +-- SdkError                     iotsec.sdk: the device client
+        +-- ConnectionStringError    a connection string (or cert file) that cannot be used
+        +-- SasTokenError            a malformed SAS token, or a key that cannot sign
+        +-- NotSupportedError        not possible on this transport (push over HTTPS)
+        +-- AuthError                the hub refused our credentials (never retried)
+        +-- ThrottledError           the hub asked us to slow down (429 / quota)
+        +-- RejectedError            the hub refused the message, with its reason
+        +-- TransportError           the network or TLS failed (retried)
+        +-- ClientClosedError        the client was used after close()
+
+Errors carry structured context (JSON path, device id, status) as attributes, and foreign
+exceptions (OSError, ssl.SSLError, httpx errors) are translated where they are met.
+"""
+
+from __future__ import annotations
+
+
+class IotsecError(Exception):
+    """Base class of every error iotsec raises on purpose."""
