@@ -20,6 +20,7 @@ from iotsec.schema.codec import (
     decode_message,
     encode_message,
 )
+from iotsec.schema.defender import DefenderReport, agent_id_for_thing, decode_defender_report
 from iotsec.schema.documents import iter_documents
 from iotsec.schema.errors import (
     DefenderReportInvalid,
@@ -80,6 +81,7 @@ __all__ = [
     "ConnectionCreate",
     "ConnectionCreateEvent",
     "Decoded",
+    "DefenderReport",
     "DefenderReportInvalid",
     "Diagnostic",
     "DiagnosticEvent",
@@ -112,7 +114,9 @@ __all__ = [
     "SecurityMessage",
     "SystemInformation",
     "SystemInformationEvent",
+    "agent_id_for_thing",
     "aggregation_of",
+    "decode_defender_report",
     "decode_message",
     "encode_message",
     "iter_documents",

@@ -151,7 +151,7 @@ def _malformed(exc: msgspec.DecodeError | UnicodeDecodeError) -> MessageInvalid:
     if isinstance(exc, UnicodeDecodeError):
         reason = f"not UTF-8 (byte {exc.start}: {exc.reason})"
     else:
-        reason = f"malformed JSON: {_lower_first(str(exc))}"
+        reason = "malformed JSON: " + _lower_first(str(exc).removeprefix("JSON is malformed: "))
     return MessageInvalid((FieldIssue("$", reason),))
 
 
@@ -180,7 +180,6 @@ _LENGTH = re.compile(r"^Expected `(?P<want>\w+)` of length (?P<op>[<>]=) (?P<n>\
 _KINDS = {
     "str": "a string", "int": "an integer", "float": "a number", "bool": "a boolean",
     "array": "an array", "object": "an object", "null": "null", "datetime": "a date-time",
-    "int | null": "an integer", "str | null": "a string", "bool | null": "a boolean",
 }
 
 
@@ -200,6 +199,8 @@ def _lower_first(text: str) -> str:
 
 
 def _kind(name: str) -> str:
+    # An optional field's type reads "int | null"; the reason should name what is wanted.
+    name = name.removesuffix(" | null")
     return _KINDS.get(name, f"`{name}`")
 
 
