@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from typing import Any
-
-import re
 
 from jsonschema import Draft7Validator, FormatChecker, ValidationError
 from referencing import Registry, Resource

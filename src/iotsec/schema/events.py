@@ -68,6 +68,7 @@ AGGREGATION_KEYS = ("HitCount", "StartTimeLocal", "StartTimeUtc", "EndTimeLocal"
 class _Event(
     msgspec.Struct,
     frozen=True,
+    gc=False,
     kw_only=True,
     forbid_unknown_fields=True,
     rename="pascal",

@@ -20,6 +20,7 @@ SECURITY_INTERFACE_ID = "urn:azureiot:Security:SecurityAgent:1"
 class SecurityMessage(
     msgspec.Struct,
     frozen=True,
+    gc=False,
     kw_only=True,
     forbid_unknown_fields=True,
     rename="pascal",

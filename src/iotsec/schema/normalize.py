@@ -284,11 +284,26 @@ def normalize_events(
             and (zone is not UTC or local == ev.timestamp_utc)
             and not ev.is_empty
             and ev.category != "Aggregated"
-            and type(payload[0]) not in checked
-            and "HitCount" not in payload[0].extra_details
         ):
-            continue
+            first = payload[0]
+            check = checked.get(type(first))
+            # Row checks fix rows in place and return True only when there is an issue.
+            if (check is None or not any([check(row) for row in payload])) and (
+                    "HitCount" not in first.extra_details or _plain_count(payload)):
+                continue
         found = normalize_event(ev, index, prefix)
         if found:
             bad[index] = found
     return bad
+
+
+def _plain_count(payload: tuple[Any, ...]) -> bool:
+    """True when every row's aggregation details are already canonical: a hit count alone."""
+    for row in payload:
+        details = row.extra_details
+        count = details.get("HitCount")
+        if count is None or len(details) > 1 and any(key in details for key in AGGREGATION_KEYS[1:]):
+            return False
+        if not (count.isdigit() and count.isascii() and count[0] != "0"):
+            return False
+    return True

@@ -55,6 +55,7 @@ QueueName = Literal["High", "Low", "Operational"]
 class _Row(
     msgspec.Struct,
     frozen=True,
+    gc=False,
     kw_only=True,
     forbid_unknown_fields=True,
     omit_defaults=True,

@@ -1,0 +1,72 @@
+"""The device SDK: connect a device to an iotsec hub and send security messages.
+
+>>> from iotsec.sdk import ConnectionString
+>>> ConnectionString.parse("HostName=hub.example.net;DeviceId=dev1;x509=true").auth
+'x509'
+"""
+
+from iotsec.sdk.client import AsyncDeviceClient, DeviceClient, TransportKind, make_transport
+from iotsec.sdk.connection_string import ConnectionString, DeviceAuth
+from iotsec.sdk.core import build_security_messages
+from iotsec.sdk.errors import (
+    AuthError,
+    ClientClosedError,
+    ConnectionStringError,
+    NotSupportedError,
+    RejectedError,
+    SasTokenError,
+    SdkError,
+    ThrottledError,
+    TransportError,
+)
+from iotsec.sdk.https import API_VERSION, HttpsTransport
+from iotsec.sdk.memory import MemoryTransport
+from iotsec.sdk.message import Message
+from iotsec.sdk.retry import RetryPolicy, is_retryable
+from iotsec.sdk.sas import (
+    SasToken,
+    SasTokenProvider,
+    compute_signature,
+    generate_sas_token,
+    parse_sas_token,
+    resource_uri,
+)
+from iotsec.sdk.transport import DesiredHandler, MessageHandler, Transport
+from iotsec.sdk.twin import merge_patch
+
+# MqttTransport: exported by iotsec.sdk.mqtt
+
+__all__ = [
+    "API_VERSION",
+    "AsyncDeviceClient",
+    "AuthError",
+    "ClientClosedError",
+    "ConnectionString",
+    "ConnectionStringError",
+    "DesiredHandler",
+    "DeviceAuth",
+    "DeviceClient",
+    "HttpsTransport",
+    "MemoryTransport",
+    "Message",
+    "MessageHandler",
+    "NotSupportedError",
+    "RejectedError",
+    "RetryPolicy",
+    "SasToken",
+    "SasTokenError",
+    "SasTokenProvider",
+    "SdkError",
+    "ThrottledError",
+    "Transport",
+    "TransportError",
+    "TransportKind",
+    "build_security_messages",
+    "compute_signature",
+    "generate_sas_token",
+    "is_retryable",
+    "make_transport",
+    "merge_patch",
+    "parse_sas_token",
+    "resource_uri",
+]
