@@ -20,9 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from corpus import realistic_message  # noqa: E402  # bench/ is not a package
-
-from iotsec.schema import decode_message, encode_message  # noqa: E402
+from corpus import realistic_message  # bench/ is not a package
+from iotsec.schema import decode_message, encode_message
 
 
 def _rate(fn: Callable[[], object], seconds: float) -> float:

@@ -11,6 +11,7 @@ Each component has one base class under the root, and its own tree below that::
         +-- ConnectionStringError    a connection string (or cert file) that cannot be used
         +-- SasTokenError            a malformed SAS token, or a key that cannot sign
         +-- NotSupportedError        not possible on this transport (push over HTTPS)
+        +-- TopicError               a topic, username or client id off the IoT Hub conventions
         +-- AuthError                the hub refused our credentials (never retried)
         +-- ThrottledError           the hub asked us to slow down (429 / quota)
         +-- RejectedError            the hub refused the message, with its reason

@@ -302,7 +302,7 @@ def _plain_count(payload: tuple[Any, ...]) -> bool:
     for row in payload:
         details = row.extra_details
         count = details.get("HitCount")
-        if count is None or len(details) > 1 and any(key in details for key in AGGREGATION_KEYS[1:]):
+        if count is None or (len(details) > 1 and any(k in details for k in AGGREGATION_KEYS[1:])):
             return False
         if not (count.isdigit() and count.isascii() and count[0] != "0"):
             return False

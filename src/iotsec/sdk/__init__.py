@@ -5,6 +5,8 @@
 'x509'
 """
 
+from typing import TYPE_CHECKING, Any
+
 from iotsec.sdk.client import AsyncDeviceClient, DeviceClient, TransportKind, make_transport
 from iotsec.sdk.connection_string import ConnectionString, DeviceAuth
 from iotsec.sdk.core import build_security_messages
@@ -17,6 +19,7 @@ from iotsec.sdk.errors import (
     SasTokenError,
     SdkError,
     ThrottledError,
+    TopicError,
     TransportError,
 )
 from iotsec.sdk.https import API_VERSION, HttpsTransport
@@ -34,7 +37,18 @@ from iotsec.sdk.sas import (
 from iotsec.sdk.transport import DesiredHandler, MessageHandler, Transport
 from iotsec.sdk.twin import merge_patch
 
-# MqttTransport: exported by iotsec.sdk.mqtt
+if TYPE_CHECKING:
+    from iotsec.sdk.mqtt import MqttTransport
+
+
+def __getattr__(name: str) -> Any:
+    # MqttTransport loads paho-mqtt, so it is imported only when asked for.
+    if name == "MqttTransport":
+        from iotsec.sdk.mqtt import MqttTransport  # noqa: PLC0415
+
+        return MqttTransport
+    raise AttributeError(f"module 'iotsec.sdk' has no attribute {name!r}")
+
 
 __all__ = [
     "API_VERSION",
@@ -50,6 +64,7 @@ __all__ = [
     "MemoryTransport",
     "Message",
     "MessageHandler",
+    "MqttTransport",
     "NotSupportedError",
     "RejectedError",
     "RetryPolicy",
@@ -58,6 +73,7 @@ __all__ = [
     "SasTokenProvider",
     "SdkError",
     "ThrottledError",
+    "TopicError",
     "Transport",
     "TransportError",
     "TransportKind",

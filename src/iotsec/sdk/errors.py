@@ -13,6 +13,7 @@ __all__ = [
     "SasTokenError",
     "SdkError",
     "ThrottledError",
+    "TopicError",
     "TransportError",
 ]
 
@@ -64,3 +65,12 @@ class TransportError(SdkError):
 
 class ClientClosedError(SdkError):
     """The client was used after it was closed."""
+
+
+class TopicError(SdkError):
+    """A topic, username or client id that does not follow the IoT Hub conventions."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        super().__init__(f"{reason}: {text!r}")
+        self.text = text
+        self.reason = reason
