@@ -6,12 +6,16 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import orjson
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from iotsec.schema import (
     MAX_MESSAGE_BYTES,
     SECURITY_INTERFACE_ID,
     ConnectionCreate,
     ConnectionCreateEvent,
+    DroppedEventsStatistics,
+    DroppedEventsStatisticsEvent,
     Event,
     ListeningPorts,
     ListeningPortsEvent,
@@ -23,6 +27,7 @@ from iotsec.schema import (
 )
 from iotsec.sdk import Message, RejectedError, build_security_messages
 from tests.msschema import validate_with_microsoft_schema
+from tests.schema.strategies import events as any_events
 
 AGENT = "b97faf0a-0f57-471f-9dab-46a8e1764946"
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -132,3 +137,37 @@ def test_a_full_size_batch() -> None:
     assert len(messages) > 1
     assert_greedy(messages, MAX_MESSAGE_BYTES)
     assert sum(len(decode_message(m.body).message.events) for m in messages) == 3000
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(any_events(), min_size=1, max_size=6))
+def test_every_message_the_sdk_builds_is_valid_for_microsoft(evs: list[Event]) -> None:
+    # Any event our types can hold, except the C# agent's "Operational" queue, which is
+    # accepted on ingest but refused on send (see the next test).
+    assume(not any(getattr(row, "queue", None) == "Operational" for e in evs for row in e.payload))
+    for message in build_security_messages(evs, agent_id=AGENT, max_bytes=4096):
+        validate_with_microsoft_schema(orjson.loads(message.body))
+
+
+def test_the_operational_queue_is_refused_on_send() -> None:
+    ev = DroppedEventsStatisticsEvent.create(
+        [DroppedEventsStatistics(queue="Operational", collected_events=3, dropped_events=0)])
+    with pytest.raises(RejectedError, match="Queue 'Operational'"):
+        build_security_messages([ev], agent_id=AGENT)
+
+
+def test_quirky_events_leave_the_device_in_canonical_form() -> None:
+    naive = datetime(2024, 5, 1, 12, 0)
+    ev = ConnectionCreateEvent(
+        id="00000000-0000-4000-8000-000000000001", timestamp_local=naive,
+        timestamp_utc=naive, category="Aggregated", payload=(ConnectionCreate(
+            remote_address="10.0.0.7", remote_port=0, direction="In", protocol="tcp6",
+            process_id=0, executable="/usr/sbin/sshd"),))
+    [message] = build_security_messages([ev], agent_id=AGENT)
+    body = orjson.loads(message.body)
+    validate_with_microsoft_schema(body)
+    sent = body["Events"][0]
+    assert (sent["Category"], sent["TimestampUTC"]) == ("Triggered", "2024-05-01T12:00:00Z")
+    assert sent["Payload"][0]["Protocol"] == "TCP"
+    assert sent["Payload"][0]["RemotePort"] == ""
+    assert sent["Payload"][0]["ExtraDetails"] == {"HitCount": "1"}

@@ -17,6 +17,7 @@ from iotsec.schema.codec import (
     Decoded,
     ErrorPolicy,
     RejectedEvent,
+    decode_event,
     decode_message,
     encode_message,
 )
@@ -117,6 +118,7 @@ __all__ = [
     "agent_id_for_thing",
     "aggregation_of",
     "decode_defender_report",
+    "decode_event",
     "decode_message",
     "encode_message",
     "iter_documents",

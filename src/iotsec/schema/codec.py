@@ -26,6 +26,7 @@ __all__ = [
     "Decoded",
     "ErrorPolicy",
     "RejectedEvent",
+    "decode_event",
     "decode_message",
     "encode_message",
     "issue_from_validation",
@@ -83,6 +84,27 @@ _encoder = msgspec.json.Encoder()
 def encode_message(message: SecurityMessage) -> bytes:
     """The canonical JSON bytes of ``message``; valid against Microsoft's v1.0 schema."""
     return _encoder.encode(message)
+
+
+def decode_event(data: bytes | bytearray | memoryview | str, *, index: int = 0) -> Event:
+    """Decode and normalize one event (one element of ``Events``) on its own.
+
+    ``index`` numbers the event in issue paths (``Events[index]...``).
+
+    Raises:
+        MessageInvalid: the event is invalid.
+    """
+    path = f"Events[{index}]"
+    try:
+        event = _event_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise MessageInvalid((issue_from_validation(exc, prefix=path),)) from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise MessageInvalid((FieldIssue(path, _malformed(exc).issues[0].reason),)) from None
+    issues = normalize_event(event, index)
+    if issues:
+        raise MessageInvalid(tuple(issues))
+    return event
 
 
 def decode_message(

@@ -1,8 +1,10 @@
 """Security events to messages ready to send: the I/O-free heart of ``send_security_message``.
 
-Each event is encoded once, on its own, to learn its size; events are then packed greedily, in
-order, into as few messages as fit under the size limit, and every message is decoded again with
-the schema's own decoder, so nothing invalid leaves the device.
+Each event is first brought into canonical form by the schema's own decoder (so an event built
+with, say, ``Category="Aggregated"``, a naive timestamp or a lower-case protocol leaves the device
+in the form Microsoft's schema accepts) and encoded once, on its own, to learn its size. Events
+are then packed greedily, in order, into as few messages as fit under the size limit, and every
+message is decoded again, so nothing invalid leaves the device.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from iotsec.schema import (
     MessageInvalid,
     MessageTooLarge,
     SecurityMessage,
+    decode_event,
     decode_message,
     encode_message,
 )
@@ -54,7 +57,7 @@ def build_security_messages(
         RejectedError: an event cannot fit in a message on its own (naming its index, name and
             size), or a message fails validation (naming the event and field).
     """
-    evs = tuple(events)
+    evs = tuple(_canonical(event, index) for index, event in enumerate(events))
     if not evs:
         return []
     encoded = [_encoder.encode(event) for event in evs]
@@ -78,6 +81,21 @@ def build_security_messages(
     messages.append(_message((prefix, suffix), encoded[start:], start,
                              max_bytes=max_bytes, new_id=new_id))
     return messages
+
+
+def _canonical(event: Event, index: int) -> Event:
+    """``event`` as the hub will read it, refusing what Microsoft's schema would refuse."""
+    try:
+        canonical = decode_event(_encoder.encode(event), index=index)
+    except MessageInvalid as exc:
+        shown = "; ".join(str(issue) for issue in exc.issues[:5])
+        raise RejectedError(f"invalid security event: {shown}") from None
+    for row in canonical.payload:
+        # Accepted on ingest because the C# agent sends it, but outside Microsoft's enum.
+        if getattr(row, "queue", None) == "Operational":
+            raise RejectedError(f"invalid security event: Events[{index}].Payload: Queue "
+                                "'Operational' is not in the ASC v1.0 schema; use High or Low")
+    return canonical
 
 
 def _envelope(first: Event, first_body: bytes, agent_id: str,
