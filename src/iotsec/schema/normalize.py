@@ -273,23 +273,38 @@ def normalize_events(
     """
     bad: dict[int, list[FieldIssue]] = {}
     checked = _ROW_CHECKS
+    zones = _zones
+    combine = datetime.combine
     for index, ev in enumerate(events):
         local = ev.timestamp_local
         zone = local.tzinfo
+        utc = ev.timestamp_utc
+        if zone is UTC and utc.tzinfo is UTC and local != utc:
+            # The C agent's local time marked "Z": fix it here when its offset is known.
+            local_zone = zones.get(local - utc)
+            if local_zone is not None:
+                local = combine(local.date(), local.time(), local_zone)
+                force_setattr(ev, "timestamp_local", local)
+                zone = local_zone
         payload = ev.payload
         if (
             payload
             and zone is not None
-            and ev.timestamp_utc.tzinfo is UTC
-            and (zone is not UTC or local == ev.timestamp_utc)
+            and utc.tzinfo is UTC
+            and (zone is not UTC or local == utc)
             and not ev.is_empty
-            and ev.category != "Aggregated"
         ):
             first = payload[0]
+            plain = True
+            if ev.category == "Aggregated" or "HitCount" in first.extra_details:
+                plain = _plain_count(payload)
+                if plain and ev.category == "Aggregated":
+                    force_setattr(ev, "category", "Triggered")
             check = checked.get(type(first))
-            # Row checks fix rows in place and return True only when there is an issue.
-            if (check is None or not any([check(row) for row in payload])) and (
-                    "HitCount" not in first.extra_details or _plain_count(payload)):
+            # Row checks fix rows in place and return True only when there is an issue; every
+            # row is checked (no short-circuit), and a lone row skips building a list.
+            if plain and (check is None or not (
+                    check(first) if len(payload) == 1 else any([check(r) for r in payload]))):
                 continue
         found = normalize_event(ev, index, prefix)
         if found:
