@@ -23,19 +23,38 @@ def _event(i: int, name: str, category: str, payload: list[dict[str, object]]) -
 
 
 def _process(i: int) -> dict[str, object]:
-    return {"Executable": "/bin/sh", "ProcessId": 4000 + i, "ParentProcessId": 611,
-            "UserId": "0", "CommandLine": f"sh -c job{i}"}
+    return {
+        "Executable": "/bin/sh",
+        "ProcessId": 4000 + i,
+        "ParentProcessId": 611,
+        "UserId": "0",
+        "CommandLine": f"sh -c job{i}",
+    }
 
 
 def _connection(i: int) -> dict[str, object]:
-    return {"RemoteAddress": "10.0.0.5", "RemotePort": 0, "LocalAddress": "192.168.1.20",
-            "LocalPort": "443", "Direction": "In", "Protocol": "tcp", "ProcessId": 0,
-            "Executable": "/usr/sbin/nginx", "ExtraDetails": {"HitCount": str(i + 2)}}
+    return {
+        "RemoteAddress": "10.0.0.5",
+        "RemotePort": 0,
+        "LocalAddress": "192.168.1.20",
+        "LocalPort": "443",
+        "Direction": "In",
+        "Protocol": "tcp",
+        "ProcessId": 0,
+        "Executable": "/usr/sbin/nginx",
+        "ExtraDetails": {"HitCount": str(i + 2)},
+    }
 
 
 def _login(i: int) -> dict[str, object]:
-    return {"ProcessId": 2201 + i, "UserName": "pi", "Operation": "PAM:authentication",
-            "Executable": "/usr/sbin/sshd", "RemoteAddress": "10.0.0.7", "Result": "Fail"}
+    return {
+        "ProcessId": 2201 + i,
+        "UserName": "pi",
+        "Operation": "PAM:authentication",
+        "Executable": "/usr/sbin/sshd",
+        "RemoteAddress": "10.0.0.7",
+        "Result": "Fail",
+    }
 
 
 def realistic_message(events: int = 20) -> bytes:
@@ -52,6 +71,10 @@ def realistic_message(events: int = 20) -> bytes:
             out.append(_event(i, "Login", "Triggered", [_login(i)]))
         else:
             out.append(_event(i, "ProcessCreate", "Triggered", [_process(i)]))
-    message = {"AgentVersion": "0.0.5", "AgentId": _AGENT, "MessageSchemaVersion": "1.0",
-               "Events": out}
+    message = {
+        "AgentVersion": "0.0.5",
+        "AgentId": _AGENT,
+        "MessageSchemaVersion": "1.0",
+        "Events": out,
+    }
     return json.dumps(message, separators=(",", ":")).encode()

@@ -57,8 +57,10 @@ def main() -> None:
     print(f"{'message':<28} {'bytes':>6} {'msgs/s':>9} {'us/msg':>7} {'MB/s':>6}")
     for label, raw in cases:
         rate = _rate(lambda raw=raw: decode_message(raw), args.seconds)
-        print(f"{label:<28} {len(raw):>6} {rate:>9,.0f} {1e6 / rate:>7.1f} "
-              f"{rate * len(raw) / 1e6:>6.1f}")
+        print(
+            f"{label:<28} {len(raw):>6} {rate:>9,.0f} {1e6 / rate:>7.1f} "
+            f"{rate * len(raw) / 1e6:>6.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ def _validator() -> Draft7Validator:
 #   the official valid samples have it), where RFC 3339 wants "T". The zone is still required.
 # So: jsonschema's own checker for ipv4/ipv6, with date-time replaced by that looser rule.
 _AJV_DATE_TIME = re.compile(
-    r"\d{4}-[01]\d-[0-3]\d[Tt\s]([0-2]\d:[0-5]\d:[0-5]\d|23:59:60)(\.\d+)?([Zz]|[+-]\d\d(:?\d\d)?)")
+    r"\d{4}-[01]\d-[0-3]\d[Tt\s]([0-2]\d:[0-5]\d:[0-5]\d|23:59:60)(\.\d+)?([Zz]|[+-]\d\d(:?\d\d)?)"
+)
 
 
 def _microsoft_formats() -> FormatChecker:
@@ -59,8 +60,11 @@ def _leaves(error: ValidationError) -> list[ValidationError]:
 
 def schema_errors(message: dict[str, Any]) -> list[str]:
     """Every violation of Microsoft's schema, as ``path: message`` strings (empty when valid)."""
-    return [f"{'/'.join(map(str, leaf.absolute_path)) or '$'}: {leaf.message[:200]}"
-            for error in _validator().iter_errors(message) for leaf in _leaves(error)]
+    return [
+        f"{'/'.join(map(str, leaf.absolute_path)) or '$'}: {leaf.message[:200]}"
+        for error in _validator().iter_errors(message)
+        for leaf in _leaves(error)
+    ]
 
 
 def validate_with_microsoft_schema(message: dict[str, Any]) -> None:

@@ -32,8 +32,9 @@ def test_readme_opens_with_the_install_and_test_commands() -> None:
     assert commands[1].endswith("python -m pytest")
 
 
-def test_the_readme_run_command_succeeds(monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_readme_run_command_succeeds(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     first_block = (ROOT / "README.md").read_text("utf-8").split("```sh\n", 1)[1].split("```")[0]
     run = next(line for line in first_block.splitlines() if "iotsec " in line)
     argv = shlex.split(run.split("bin/iotsec ", 1)[1])
@@ -46,6 +47,12 @@ def test_the_readme_run_command_succeeds(monkeypatch: pytest.MonkeyPatch,
 def test_runnable_examples(where: str, code: str, tmp_path: Path) -> None:
     script = tmp_path / "example.py"
     script.write_text(code, encoding="utf-8")
-    done = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, f"{where} failed:\n{done.stderr}"

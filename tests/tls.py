@@ -24,14 +24,22 @@ class CertFiles:
     thumbprint_sha256: str
 
 
-def _write(directory: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey,
-           ) -> CertFiles:
+def _write(
+    directory: Path,
+    name: str,
+    cert: x509.Certificate,
+    key: ec.EllipticCurvePrivateKey,
+) -> CertFiles:
     cert_path = directory / f"{name}.pem"
     key_path = directory / f"{name}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     der = cert.public_bytes(serialization.Encoding.DER)
     sha1 = hashlib.sha1(der).hexdigest().upper()  # IoT Hub thumbprints are SHA-1
     return CertFiles(cert_path, key_path, sha1, hashlib.sha256(der).hexdigest().upper())
@@ -76,17 +84,23 @@ class LoopbackPki:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"),
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-            ]), critical=False)
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [
+                        x509.DNSName("localhost"),
+                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    ]
+                ),
+                critical=False,
+            )
             .sign(ca_key, hashes.SHA256())
         )
         server = _write(directory, "server", server_cert, server_key)
         return cls(directory, ca, server, ca_key, ca_cert)
 
-    def device_cert(self, device_id: str, *, self_signed: bool = False,
-                    expired: bool = False) -> CertFiles:
+    def device_cert(
+        self, device_id: str, *, self_signed: bool = False, expired: bool = False
+    ) -> CertFiles:
         """A client certificate with CN=device_id, CA-signed unless ``self_signed``."""
         now = dt.datetime.now(dt.UTC)
         key = ec.generate_private_key(ec.SECP256R1())

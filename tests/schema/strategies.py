@@ -18,8 +18,7 @@ TEXT = st.text(max_size=12)
 IPS = st.ip_addresses().map(str)
 GUIDS = st.uuids().map(str)
 PROTOCOLS = st.sampled_from(["TCP", "UDP", "ICMP", "ICMPv6"])
-DETAILS = st.dictionaries(
-    TEXT.filter(lambda k: k not in AGGREGATION_KEYS), TEXT, max_size=3)
+DETAILS = st.dictionaries(TEXT.filter(lambda k: k not in AGGREGATION_KEYS), TEXT, max_size=3)
 
 # Fields whose values are checked beyond their JSON type.
 _BY_NAME: dict[str, st.SearchStrategy[Any]] = {
@@ -56,8 +55,7 @@ def rows(row_type: type[msgspec.Struct]) -> st.SearchStrategy[Any]:
     hints = typing.get_type_hints(row_type, include_extras=True)
     fields: dict[str, st.SearchStrategy[Any]] = {}
     for info in msgspec.structs.fields(row_type):
-        strategy = (_BY_NAME[info.name] if info.name in _BY_NAME
-                    else _for_type(hints[info.name]))
+        strategy = _BY_NAME[info.name] if info.name in _BY_NAME else _for_type(hints[info.name])
         if not info.required and info.name != "extra_details":
             strategy = st.none() | strategy
         fields[info.name] = strategy
@@ -101,10 +99,17 @@ def events(draw: st.DrawFn) -> Any:
     local, utc = draw(times())
     if not periodic and draw(st.booleans()):
         details = draw(aggregated_details(utc))
-        payload = [msgspec.structs.replace(r, extra_details={**r.extra_details, **details})
-                   for r in payload]
-    return cls(id=draw(GUIDS), timestamp_local=local, timestamp_utc=utc,
-               is_empty=not payload, payload=tuple(payload))
+        payload = [
+            msgspec.structs.replace(r, extra_details={**r.extra_details, **details})
+            for r in payload
+        ]
+    return cls(
+        id=draw(GUIDS),
+        timestamp_local=local,
+        timestamp_utc=utc,
+        is_empty=not payload,
+        payload=tuple(payload),
+    )
 
 
 @st.composite

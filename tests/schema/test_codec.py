@@ -48,8 +48,12 @@ def test_size_of_text_input_counts_utf8_bytes() -> None:
 def _mixed() -> bytes:
     bad_ip = {**CONNECTION, "RemoteAddress": "nowhere"}
     bad_type = {**LOGIN, "ProcessId": "2201"}
-    return message(event("Login", [LOGIN]), event("ConnectionCreate", [bad_ip]),
-                   event("Login", [LOGIN]), event("Login", [bad_type]))
+    return message(
+        event("Login", [LOGIN]),
+        event("ConnectionCreate", [bad_ip]),
+        event("Login", [LOGIN]),
+        event("Login", [bad_type]),
+    )
 
 
 def test_reject_policy_fails_the_whole_message_naming_every_bad_event() -> None:
@@ -68,13 +72,17 @@ def test_keep_valid_policy_keeps_the_valid_events_and_returns_the_rest_raw() -> 
     assert json.loads(decoded.rejected[0].raw)["Payload"][0]["RemoteAddress"] == "nowhere"
     assert json.loads(decoded.rejected[1].raw)["Payload"][0]["ProcessId"] == "2201"
     assert [i.path for i in decoded.issues] == [
-        "Events[1].Payload[0].RemoteAddress", "Events[3].Payload[0].ProcessId"]
+        "Events[1].Payload[0].RemoteAddress",
+        "Events[3].Payload[0].ProcessId",
+    ]
 
 
 def test_keep_valid_after_normalization_issues_only() -> None:
     bad_ip = {**CONNECTION, "RemoteAddress": "nowhere"}
-    decoded = decode_message(message(event("ConnectionCreate", [bad_ip]), event("Login", [LOGIN])),
-                             policy=ErrorPolicy.KEEP_VALID)
+    decoded = decode_message(
+        message(event("ConnectionCreate", [bad_ip]), event("Login", [LOGIN])),
+        policy=ErrorPolicy.KEEP_VALID,
+    )
     assert [e.name for e in decoded.message.events] == ["Login"]
     assert decoded.rejected[0].index == 0
 
@@ -87,8 +95,14 @@ def test_keep_valid_with_nothing_valid_left_raises() -> None:
 
 
 def test_keep_valid_cannot_save_a_broken_envelope() -> None:
-    raw = json.dumps({"AgentVersion": "1", "AgentId": "short", "MessageSchemaVersion": "1.0",
-                      "Events": [event("Login", [LOGIN])]}).encode()
+    raw = json.dumps(
+        {
+            "AgentVersion": "1",
+            "AgentId": "short",
+            "MessageSchemaVersion": "1.0",
+            "Events": [event("Login", [LOGIN])],
+        }
+    ).encode()
     with pytest.raises(MessageInvalid) as caught:
         decode_message(raw, policy=ErrorPolicy.KEEP_VALID)
     assert str(caught.value) == "AgentId: expected a string of at least 36 characters"
@@ -110,8 +124,14 @@ def test_malformed_input(raw: bytes, reason: str) -> None:
 
 
 def test_schema_version_is_checked() -> None:
-    raw = json.dumps({"AgentVersion": "1", "AgentId": "b97faf0a-0f57-471f-9dab-46a8e1764946",
-                      "MessageSchemaVersion": "2.0", "Events": [event("Login", [LOGIN])]})
+    raw = json.dumps(
+        {
+            "AgentVersion": "1",
+            "AgentId": "b97faf0a-0f57-471f-9dab-46a8e1764946",
+            "MessageSchemaVersion": "2.0",
+            "Events": [event("Login", [LOGIN])],
+        }
+    )
     with pytest.raises(MessageInvalid) as caught:
         decode_message(raw.encode())
     assert str(caught.value) == "MessageSchemaVersion: invalid value '2.0'"
@@ -131,5 +151,15 @@ def test_event_create_refuses_rows_of_another_type_and_naive_times() -> None:
     with pytest.raises(TypeError):
         LoginEvent.create([ListeningPorts(protocol="TCP", local_port="22")])
     with pytest.raises(ValueError, match="timezone-aware"):
-        LoginEvent.create([Login(process_id=1, operation="x", executable="/bin/login",
-                                 result="Success", user_name="pi")], at=datetime(2020, 1, 1))
+        LoginEvent.create(
+            [
+                Login(
+                    process_id=1,
+                    operation="x",
+                    executable="/bin/login",
+                    result="Success",
+                    user_name="pi",
+                )
+            ],
+            at=datetime(2020, 1, 1),
+        )

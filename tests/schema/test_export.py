@@ -16,7 +16,8 @@ def test_committed_export_has_not_drifted() -> None:
     committed = EXPORT_PATH.read_text(encoding="utf-8")
     assert committed == json_schema_text(), (
         "the types changed: run `iotsec schema export -o src/iotsec/schema/"
-        "security_message.schema.json` and commit the result")
+        "security_message.schema.json` and commit the result"
+    )
 
 
 def test_export_is_a_valid_json_schema() -> None:
@@ -25,8 +26,11 @@ def test_export_is_a_valid_json_schema() -> None:
 
 def test_export_names_all_fourteen_events() -> None:
     defs = json_schema()["$defs"]
-    names = {d["properties"]["Name"]["enum"][0] for d in defs.values()
-             if "Name" in d.get("properties", {})}
+    names = {
+        d["properties"]["Name"]["enum"][0]
+        for d in defs.values()
+        if "Name" in d.get("properties", {})
+    }
     assert len(names) == 14
 
 

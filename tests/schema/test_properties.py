@@ -41,7 +41,8 @@ def test_arbitrary_json_raises_only_schema_errors(value: object) -> None:
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(messages(), st.data())
 def test_mutated_messages_raise_only_schema_errors(
-        message: SecurityMessage, data: st.DataObject) -> None:
+    message: SecurityMessage, data: st.DataObject
+) -> None:
     raw = bytearray(encode_message(message))
     for _ in range(data.draw(st.integers(min_value=1, max_value=4))):
         position = data.draw(st.integers(min_value=0, max_value=len(raw) - 1))

@@ -37,14 +37,32 @@ def event(name: str, payload: list[dict[str, Any]], **envelope: Any) -> dict[str
 
 
 def message(*events: dict[str, Any]) -> bytes:
-    return json.dumps({"AgentVersion": "0.0.5", "AgentId": AGENT, "MessageSchemaVersion": "1.0",
-                       "Events": list(events)}).encode()
+    return json.dumps(
+        {
+            "AgentVersion": "0.0.5",
+            "AgentId": AGENT,
+            "MessageSchemaVersion": "1.0",
+            "Events": list(events),
+        }
+    ).encode()
 
 
-CONNECTION = {"RemoteAddress": "10.0.0.5", "RemotePort": "443", "Direction": "Out",
-              "Protocol": "TCP", "ProcessId": 77, "Executable": "/usr/bin/curl"}
-LOGIN = {"ProcessId": 2201, "UserName": "pi", "Operation": "PAM:authentication",
-         "Executable": "/usr/sbin/sshd", "RemoteAddress": "10.0.0.7", "Result": "Fail"}
+CONNECTION = {
+    "RemoteAddress": "10.0.0.5",
+    "RemotePort": "443",
+    "Direction": "Out",
+    "Protocol": "TCP",
+    "ProcessId": 77,
+    "Executable": "/usr/bin/curl",
+}
+LOGIN = {
+    "ProcessId": 2201,
+    "UserName": "pi",
+    "Operation": "PAM:authentication",
+    "Executable": "/usr/sbin/sshd",
+    "RemoteAddress": "10.0.0.7",
+    "Result": "Fail",
+}
 
 
 def decode_one(ev: dict[str, Any]) -> Any:
@@ -52,18 +70,30 @@ def decode_one(ev: dict[str, Any]) -> Any:
 
 
 def test_aggregated_category_becomes_triggered_with_the_window_in_extra_details() -> None:
-    row = {**CONNECTION, "Direction": "In", "RemotePort": 0, "ProcessId": 0, "ExtraDetails": {
-        "HitCount": "12", "StartTimeLocal": "06/02/2019 10:00:05",
-        "StartTimeUtc": "06/02/2019 07:00:05", "EndTimeLocal": "06/02/2019 10:59:00",
-        "EndTimeUtc": "06/02/2019 07:59:00"}}
+    row = {
+        **CONNECTION,
+        "Direction": "In",
+        "RemotePort": 0,
+        "ProcessId": 0,
+        "ExtraDetails": {
+            "HitCount": "12",
+            "StartTimeLocal": "06/02/2019 10:00:05",
+            "StartTimeUtc": "06/02/2019 07:00:05",
+            "EndTimeLocal": "06/02/2019 10:59:00",
+            "EndTimeUtc": "06/02/2019 07:59:00",
+        },
+    }
     ev = decode_one(event("ConnectionCreate", [row], Category="Aggregated"))
     assert isinstance(ev, ConnectionCreateEvent)
     assert ev.category == "Triggered"
     assert ev.payload[0].remote_port == ""
     assert ev.payload[0].extra_details == {
-        "HitCount": "12", "StartTimeLocal": "2019-06-02T10:00:05",
-        "StartTimeUtc": "2019-06-02T07:00:05Z", "EndTimeLocal": "2019-06-02T10:59:00",
-        "EndTimeUtc": "2019-06-02T07:59:00Z"}
+        "HitCount": "12",
+        "StartTimeLocal": "2019-06-02T10:00:05",
+        "StartTimeUtc": "2019-06-02T07:00:05Z",
+        "EndTimeLocal": "2019-06-02T10:59:00",
+        "EndTimeUtc": "2019-06-02T07:59:00Z",
+    }
     agg = aggregation_of(ev)
     assert agg is not None
     assert agg.hit_count == 12
@@ -82,9 +112,21 @@ def test_aggregated_event_encodes_valid_for_microsoft_and_round_trips() -> None:
 
 
 def test_aggregated_without_a_hit_count_counts_one() -> None:
-    ev = decode_one(event("ProcessCreate", [{"Executable": "/bin/ls", "ProcessId": 0,
-                                             "ParentProcessId": 0, "UserId": "0",
-                                             "CommandLine": "ls"}], Category="Aggregated"))
+    ev = decode_one(
+        event(
+            "ProcessCreate",
+            [
+                {
+                    "Executable": "/bin/ls",
+                    "ProcessId": 0,
+                    "ParentProcessId": 0,
+                    "UserId": "0",
+                    "CommandLine": "ls",
+                }
+            ],
+            Category="Aggregated",
+        )
+    )
     agg = aggregation_of(ev)
     assert agg is not None and agg.hit_count == 1
 
@@ -120,7 +162,8 @@ def test_timestamps_are_normalized(local: str, utc: str, expected_offset: int) -
     assert ev.timestamp_utc.tzinfo is UTC
     assert ev.timestamp_local.utcoffset() == timedelta(minutes=expected_offset)
     assert ev.timestamp_local.replace(tzinfo=None) == datetime.fromisoformat(
-        local.replace("Z", "")).replace(tzinfo=None)
+        local.replace("Z", "")
+    ).replace(tzinfo=None)
 
 
 def test_utc_timestamp_with_an_offset_is_converted() -> None:
@@ -131,30 +174,47 @@ def test_utc_timestamp_with_an_offset_is_converted() -> None:
 
 def test_local_time_more_than_14_hours_off_is_refused() -> None:
     with pytest.raises(MessageInvalid) as caught:
-        decode_one(event("Login", [LOGIN], TimestampLocal="2019-01-29T13:48:52",
-                         TimestampUTC="2019-01-27T13:48:52Z"))
+        decode_one(
+            event(
+                "Login",
+                [LOGIN],
+                TimestampLocal="2019-01-29T13:48:52",
+                TimestampUTC="2019-01-27T13:48:52Z",
+            )
+        )
     assert caught.value.issues[0].path == "Events[0].TimestampLocal"
 
 
 @pytest.mark.parametrize("raw", ["tcp", "Tcp", "TCP", "tcp6", " tcp "])
 def test_protocol_names_in_any_casing(raw: str) -> None:
-    ev = decode_one(event("ListeningPorts", [{"Protocol": raw, "LocalPort": "22"}],
-                          Category="Periodic"))
+    ev = decode_one(
+        event("ListeningPorts", [{"Protocol": raw, "LocalPort": "22"}], Category="Periodic")
+    )
     assert ev.payload[0].protocol == "TCP"
 
 
 def test_protocols_in_connections_and_firewall_rules() -> None:
     conn = decode_one(event("ConnectionCreate", [{**CONNECTION, "Protocol": "udp6"}]))
     assert conn.payload[0].protocol == "UDP"
-    rule = decode_one(event("FirewallConfiguration", [{"Enabled": True, "Action": "Allow",
-                                                       "Protocol": "icmp"}], Category="Periodic"))
+    rule = decode_one(
+        event(
+            "FirewallConfiguration",
+            [{"Enabled": True, "Action": "Allow", "Protocol": "icmp"}],
+            Category="Periodic",
+        )
+    )
     assert rule.payload[0].protocol == "ICMP"
 
 
 def test_operational_queue_is_accepted() -> None:
-    ev = decode_one(event("DroppedEventsStatistics",
-                          [{"Queue": "Operational", "CollectedEvents": 4, "DroppedEvents": 1}],
-                          Category="Periodic", EventType="Operational"))
+    ev = decode_one(
+        event(
+            "DroppedEventsStatistics",
+            [{"Queue": "Operational", "CollectedEvents": 4, "DroppedEvents": 1}],
+            Category="Periodic",
+            EventType="Operational",
+        )
+    )
     assert isinstance(ev, DroppedEventsStatisticsEvent)
     assert ev.payload[0].queue == "Operational"
 
@@ -162,8 +222,15 @@ def test_operational_queue_is_accepted() -> None:
 def test_periodic_empty_event_flagged_not_empty_is_fixed_and_empty_ones_accepted() -> None:
     ev = decode_one(event("OSBaseline", [], Category="Periodic", IsEmpty=True))
     assert ev.is_empty and ev.payload == ()
-    rows = [{"Description": "d", "CceId": "CCE-4325-7", "Result": "Fail", "Error": "",
-             "Severity": "Warning"}]
+    rows = [
+        {
+            "Description": "d",
+            "CceId": "CCE-4325-7",
+            "Result": "Fail",
+            "Error": "",
+            "Severity": "Warning",
+        }
+    ]
     ev = decode_one(event("OSBaseline", rows, Category="Periodic", IsEmpty=True))
     assert not ev.is_empty
 
@@ -198,8 +265,12 @@ def test_ip_fields_must_hold_addresses(address: str) -> None:
 
 
 def test_ipv6_addresses_are_accepted() -> None:
-    ev = decode_one(event("ConnectionCreate", [{**CONNECTION, "RemoteAddress": "::ffff:c000:0280",
-                                               "LocalAddress": "fe80::1"}]))
+    ev = decode_one(
+        event(
+            "ConnectionCreate",
+            [{**CONNECTION, "RemoteAddress": "::ffff:c000:0280", "LocalAddress": "fe80::1"}],
+        )
+    )
     assert ev.payload[0].remote_address == "::ffff:c000:0280"
 
 
@@ -207,12 +278,13 @@ def test_unknown_fields_and_names_suggest_the_right_spelling() -> None:
     with pytest.raises(MessageInvalid) as caught:
         decode_one(event("ConnectionCreate", [{**CONNECTION, "RemotePrt": "1"}]))
     assert str(caught.value) == (
-        "Events[0].Payload[0].RemotePrt: unknown field (did you mean 'RemotePort'?)")
+        "Events[0].Payload[0].RemotePrt: unknown field (did you mean 'RemotePort'?)"
+    )
     with pytest.raises(MessageInvalid) as caught:
         decode_one(event("ConnectionCreated", [CONNECTION]))
     assert str(caught.value) == (
-        "Events[0].Name: unknown event name 'ConnectionCreated' "
-        "(did you mean 'ConnectionCreate'?)")
+        "Events[0].Name: unknown event name 'ConnectionCreated' (did you mean 'ConnectionCreate'?)"
+    )
 
 
 def test_explicit_offsets_keep_their_zone_through_a_round_trip() -> None:

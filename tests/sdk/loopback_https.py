@@ -31,7 +31,8 @@ from tests.tls import LoopbackPki
 HOST_NAME = "localhost"
 _ROUTE = re.compile(
     r"^/devices/(?P<device>[^/]+)(?:/modules/(?P<module>[^/]+))?"
-    r"/(?P<what>messages/events|twin|twin/properties/reported)$")
+    r"/(?P<what>messages/events|twin|twin/properties/reported)$"
+)
 
 
 def new_key() -> str:
@@ -50,8 +51,11 @@ class Received:
 
     @property
     def app_properties(self) -> dict[str, str]:
-        return {name.removeprefix("iothub-app-"): value for name, value in self.headers.items()
-                if name.startswith("iothub-app-")}
+        return {
+            name.removeprefix("iothub-app-"): value
+            for name, value in self.headers.items()
+            if name.startswith("iothub-app-")
+        }
 
 
 @dataclass(frozen=True)
@@ -72,8 +76,13 @@ class _Twin:
 class LoopbackHttpsHub:
     """The hub's HTTPS device API on 127.0.0.1 with real TLS; use as a context manager."""
 
-    def __init__(self, pki: LoopbackPki, *, require_client_cert: bool = False,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        pki: LoopbackPki,
+        *,
+        require_client_cert: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.pki = pki
         self.clock = clock
         self.device_keys: dict[str, str] = {}
@@ -91,8 +100,9 @@ class LoopbackHttpsHub:
         context.load_verify_locations(pki.ca.cert)
         context.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
         self._server = _Server(("127.0.0.1", 0), _Handler, context, self)
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def port(self) -> int:
@@ -109,8 +119,9 @@ class LoopbackHttpsHub:
 
     # --- registry ----------------------------------------------------------------------------
 
-    def add_device(self, device_id: str, *, module_id: str | None = None,
-                   key: str | None = None) -> str:
+    def add_device(
+        self, device_id: str, *, module_id: str | None = None, key: str | None = None
+    ) -> str:
         """Register a SAS identity; returns its connection string."""
         key = key or new_key()
         self.device_keys[_identity(device_id, module_id)] = key
@@ -133,11 +144,18 @@ class LoopbackHttpsHub:
 
     # --- scripting ---------------------------------------------------------------------------
 
-    def answer_next(self, status: int, *, body: Any = None, headers: dict[str, str] | None = None,
-                    times: int = 1) -> None:
+    def answer_next(
+        self,
+        status: int,
+        *,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        times: int = 1,
+    ) -> None:
         """Answer the next ``times`` requests with ``status`` (before any auth check)."""
-        raw = b"" if body is None else body if isinstance(body, bytes) else json.dumps(
-            body).encode()
+        raw = (
+            b"" if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
+        )
         with self._lock:
             self._script.extend([Scripted(status, raw, headers or {})] * times)
 
@@ -147,8 +165,9 @@ class LoopbackHttpsHub:
 
     # --- authentication ----------------------------------------------------------------------
 
-    def authenticate(self, authorization: str | None, device_id: str, module_id: str | None,
-                     peer_cn: str | None) -> str | None:
+    def authenticate(
+        self, authorization: str | None, device_id: str, module_id: str | None, peer_cn: str | None
+    ) -> str | None:
         """None when the caller may act as the identity, else the reason it may not."""
         if authorization is None:
             if module_id is None and device_id in self.x509_devices and peer_cn == device_id:
@@ -162,8 +181,11 @@ class LoopbackHttpsHub:
             return f"token is for {token.sr}, not this device"
         if token.expired(self.clock()):
             return "token expired"
-        key = (self.policy_keys.get(token.skn) if token.skn is not None
-               else self.device_keys.get(_identity(device_id, module_id)))
+        key = (
+            self.policy_keys.get(token.skn)
+            if token.skn is not None
+            else self.device_keys.get(_identity(device_id, module_id))
+        )
         if key is None:
             return "unknown identity or policy"
         expected = generate_sas_token(token.sr, key, token.se, token.skn)
@@ -179,8 +201,13 @@ def _identity(device_id: str, module_id: str | None) -> str:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
-                 context: ssl.SSLContext, hub: LoopbackHttpsHub) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        context: ssl.SSLContext,
+        hub: LoopbackHttpsHub,
+    ) -> None:
         super().__init__(address, handler)
         self.context = context
         self.hub = hub
@@ -188,8 +215,9 @@ class _Server(ThreadingHTTPServer):
     def get_request(self) -> tuple[Any, Any]:
         sock, address = super().get_request()
         # Handshake in the handler's thread, so a bad client cannot stall the accept loop.
-        return self.context.wrap_socket(sock, server_side=True,
-                                        do_handshake_on_connect=False), address
+        return self.context.wrap_socket(
+            sock, server_side=True, do_handshake_on_connect=False
+        ), address
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
@@ -237,8 +265,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         device_id = unquote(route["device"])
         module_id = unquote(route["module"]) if route["module"] else None
-        refusal = hub.authenticate(self.headers.get("Authorization"), device_id, module_id,
-                                   self._peer_cn())
+        refusal = hub.authenticate(
+            self.headers.get("Authorization"), device_id, module_id, self._peer_cn()
+        )
         if refusal is not None:
             hub.auth_failures.append(refusal)
             self._json(401, {"Message": "ErrorCode:IotHubUnauthorizedAccess;Unauthorized"})
@@ -250,8 +279,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(204, b"", {})
         elif what == "twin" and method == "GET":
             twin = hub.twin(device_id, module_id)
-            self._json(200, {"desired": {**twin.desired, "$version": twin.desired_version},
-                             "reported": {**twin.reported, "$version": twin.reported_version}})
+            self._json(
+                200,
+                {
+                    "desired": {**twin.desired, "$version": twin.desired_version},
+                    "reported": {**twin.reported, "$version": twin.reported_version},
+                },
+            )
         elif what == "twin/properties/reported" and method == "PATCH":
             try:
                 patch = json.loads(body)

@@ -51,8 +51,18 @@ CONNECT, CONNACK, PUBLISH, PUBACK = 1, 2, 3, 4
 SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK = 8, 9, 10, 11
 PINGREQ, PINGRESP, DISCONNECT = 12, 13, 14
 #: The flags MQTT 3.1.1 fixes for every packet type but PUBLISH.
-_FLAGS = {CONNECT: 0, CONNACK: 0, PUBACK: 0, SUBSCRIBE: 2, SUBACK: 0, UNSUBSCRIBE: 2,
-          UNSUBACK: 0, PINGREQ: 0, PINGRESP: 0, DISCONNECT: 0}
+_FLAGS = {
+    CONNECT: 0,
+    CONNACK: 0,
+    PUBACK: 0,
+    SUBSCRIBE: 2,
+    SUBACK: 0,
+    UNSUBSCRIBE: 2,
+    UNSUBACK: 0,
+    PINGREQ: 0,
+    PINGRESP: 0,
+    DISCONNECT: 0,
+}
 MAX_REMAINING = 268_435_455
 
 
@@ -122,8 +132,7 @@ class Simple:
     kind: int
 
 
-Packet = (Connect | ConnAck | Publish | PubAck | Subscribe | SubAck | Unsubscribe | UnsubAck
-          | Simple)
+Packet = Connect | ConnAck | Publish | PubAck | Subscribe | SubAck | Unsubscribe | UnsubAck | Simple
 
 
 def encode_varint(value: int) -> bytes:
@@ -157,9 +166,11 @@ def encode(packet: Packet) -> bytes:
     """The bytes of ``packet``."""
     match packet:
         case Connect():
-            flags = (0x80 if packet.username is not None else 0) | (
-                0x40 if packet.password is not None else 0) | (
-                0x02 if packet.clean_session else 0)
+            flags = (
+                (0x80 if packet.username is not None else 0)
+                | (0x40 if packet.password is not None else 0)
+                | (0x02 if packet.clean_session else 0)
+            )
             payload = _string(packet.client_id)
             if packet.will is not None:
                 topic, message, qos, retain = packet.will
@@ -167,8 +178,9 @@ def encode(packet: Packet) -> bytes:
                 payload += _string(topic) + _blob(message)
             payload += _string(packet.username) if packet.username is not None else b""
             payload += _blob(packet.password) if packet.password is not None else b""
-            header = _string("MQTT") + struct.pack("!BBH", packet.protocol_level, flags,
-                                                   packet.keepalive)
+            header = _string("MQTT") + struct.pack(
+                "!BBH", packet.protocol_level, flags, packet.keepalive
+            )
             return _packet(CONNECT, 0, header + payload)
         case ConnAck():
             return _packet(CONNACK, 0, bytes([int(packet.session_present), packet.return_code]))
@@ -202,7 +214,7 @@ class _Reader:
         if self.pos + n > len(self.body):
             raise PacketError("packet ends early")
         self.pos += n
-        return self.body[self.pos - n:self.pos]
+        return self.body[self.pos - n : self.pos]
 
     def u8(self) -> int:
         return self.take(1)[0]
@@ -337,7 +349,7 @@ def split(data: bytes) -> tuple[Packet, bytes] | None:
     start = 1 + used
     if len(data) < start + length:
         return None
-    return decode(data[0], data[start:start + length]), data[start + length:]
+    return decode(data[0], data[start : start + length]), data[start + length :]
 
 
 async def read_packet(reader: asyncio.StreamReader, max_size: int) -> Packet:
@@ -365,8 +377,8 @@ class Identity:
     device_id: str
     module_id: str | None
     key: str | None = None
-    thumbprint: str | None = None      # X.509 self-signed: SHA-1 of the certificate, upper hex
-    ca_signed: bool = False            # X.509 CA: chain checked by TLS, CN must be the device id
+    thumbprint: str | None = None  # X.509 self-signed: SHA-1 of the certificate, upper hex
+    ca_signed: bool = False  # X.509 CA: chain checked by TLS, CN must be the device id
     desired: dict[str, Any] = field(default_factory=dict)
     reported: dict[str, Any] = field(default_factory=dict)
     desired_version: int = 1
@@ -391,7 +403,7 @@ class Attempt:
     client_id: str
     username: str | None
     return_code: int
-    closed: str | None = None          # why the connection ended, once it has
+    closed: str | None = None  # why the connection ended, once it has
 
 
 def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> None:
@@ -408,14 +420,20 @@ def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> None:
 class LoopbackHub:
     """The server; start it with ``await hub.start()`` (port 0 on 127.0.0.1), stop with close."""
 
-    def __init__(self, pki: LoopbackPki, *, host_name: str = "127.0.0.1",
-                 clock: Callable[[], float] = time.time, max_packet: int = 300_000) -> None:
+    def __init__(
+        self,
+        pki: LoopbackPki,
+        *,
+        host_name: str = "127.0.0.1",
+        clock: Callable[[], float] = time.time,
+        max_packet: int = 300_000,
+    ) -> None:
         self.pki, self.host_name, self.clock, self.max_packet = pki, host_name, clock, max_packet
         self.identities: dict[tuple[str, str | None], Identity] = {}
         self.received: list[Received] = []
         self.attempts: list[Attempt] = []
         self.twin_script: list[tuple[int, bytes]] = []  # answers for the next twin requests
-        self.twin_mute = False                           # when True, twin requests go unanswered
+        self.twin_mute = False  # when True, twin requests go unanswered
         self._sessions: dict[tuple[str, str | None], _Session] = {}
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -446,8 +464,15 @@ class LoopbackHub:
 
     # -- registry ------------------------------------------------------------------------------
 
-    def add_device(self, device_id: str, module_id: str | None = None, *, key: str | None = None,
-                   cert: CertFiles | None = None, ca_signed: bool = False) -> Identity:
+    def add_device(
+        self,
+        device_id: str,
+        module_id: str | None = None,
+        *,
+        key: str | None = None,
+        cert: CertFiles | None = None,
+        ca_signed: bool = False,
+    ) -> Identity:
         """Register an identity with a symmetric key, or an X.509 certificate."""
         identity = Identity(device_id, module_id, key)
         if cert is not None and ca_signed:
@@ -475,8 +500,9 @@ class LoopbackHub:
     def connected(self, device_id: str, module_id: str | None = None) -> bool:
         return (device_id, module_id) in self._sessions
 
-    async def update_desired(self, device_id: str, module_id: str | None,
-                             patch: dict[str, Any]) -> int:
+    async def update_desired(
+        self, device_id: str, module_id: str | None, patch: dict[str, Any]
+    ) -> int:
         """Merge ``patch`` into desired properties and notify the device if it listens."""
         identity = self.identities[(device_id, module_id)]
         merge_patch(identity.desired, patch)
@@ -492,8 +518,11 @@ class LoopbackHub:
         session = self._sessions[(device_id, None)]
         if c2d_subscribe_filter(device_id) not in session.filters:
             raise AssertionError(f"{device_id} has not subscribed to C2D")
-        topic = build_c2d_topic(device_id, message, extra_system=[
-            ("$.to", f"/devices/{device_id}/messages/deviceBound")])
+        topic = build_c2d_topic(
+            device_id,
+            message,
+            extra_system=[("$.to", f"/devices/{device_id}/messages/deviceBound")],
+        )
         await asyncio.wait_for(session.send_qos1(topic, message.body), timeout)
 
     # -- connections ---------------------------------------------------------------------------
@@ -525,8 +554,11 @@ class LoopbackHub:
             user = parse_username(connect.username or "")
         except TopicError:
             return 4, None
-        if ((user.device_id, user.module_id) != (device_id, module_id)
-                or user.host != self.host_name or user.api_version is None):
+        if (
+            (user.device_id, user.module_id) != (device_id, module_id)
+            or user.host != self.host_name
+            or user.api_version is None
+        ):
             return 4, None
         identity = self.identities.get((device_id, module_id))
         if identity is None:
@@ -539,7 +571,8 @@ class LoopbackHub:
             digest = hashlib.sha1(peer_der).hexdigest().upper()
             return (0 if hmac.compare_digest(digest, identity.thumbprint) else 5), None
         names = x509.load_der_x509_certificate(peer_der).subject.get_attributes_for_oid(
-            NameOID.COMMON_NAME)
+            NameOID.COMMON_NAME
+        )
         return (0 if [n.value for n in names] == [device_id] else 5), None
 
     def _check_sas(self, identity: Identity, password: bytes) -> tuple[int, int | None]:
@@ -562,8 +595,9 @@ class LoopbackHub:
 class _Session:
     """One client connection."""
 
-    def __init__(self, hub: LoopbackHub, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, hub: LoopbackHub, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self.hub, self.reader, self.writer = hub, reader, writer
         self.key: tuple[str, str | None] | None = None
         self.filters: set[str] = set()
@@ -618,8 +652,7 @@ class _Session:
         self.hub._sessions[self.key] = self
         if expiry is not None:
             delay = max(0.0, expiry - self.hub.clock())
-            self._expiry = asyncio.get_running_loop().call_later(
-                delay, self.end, "token expired")
+            self._expiry = asyncio.get_running_loop().call_later(delay, self.end, "token expired")
         idle = connect.keepalive * 1.5 or None
         while not self.writer.is_closing():
             packet = await asyncio.wait_for(read_packet(self.reader, self.hub.max_packet), idle)
@@ -675,8 +708,11 @@ class _Session:
                 parsed = parse_d2c_topic(packet.topic)
                 if (parsed.device_id, parsed.module_id) != self.key:
                     raise TopicError(packet.topic, "another identity's topic")
-                self.hub.received.append(Received(*self.key, packet.topic, parsed.properties,
-                                                  parsed.message(packet.payload)))
+                self.hub.received.append(
+                    Received(
+                        *self.key, packet.topic, parsed.properties, parsed.message(packet.payload)
+                    )
+                )
         except TopicError as exc:  # IoT Hub closes the connection on a topic it does not serve
             self.end(f"bad topic: {exc}")
             return False
@@ -695,8 +731,10 @@ class _Session:
             status, body = self.hub.twin_script.pop(0)
             self.send(Publish(twin_response_topic(status, request.rid), body))
         elif request.op is TwinOp.GET:
-            twin = {"desired": {**identity.desired, "$version": identity.desired_version},
-                    "reported": {**identity.reported, "$version": identity.reported_version}}
+            twin = {
+                "desired": {**identity.desired, "$version": identity.desired_version},
+                "reported": {**identity.reported, "$version": identity.reported_version},
+            }
             self.send(Publish(twin_response_topic(200, request.rid), orjson.dumps(twin)))
         else:
             try:

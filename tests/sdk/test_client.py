@@ -32,17 +32,27 @@ AGENT = "b97faf0a-0f57-471f-9dab-46a8e1764946"
 
 
 def policy(**kwargs: Any) -> RetryPolicy:
-    return RetryPolicy(**{"initial_delay": 1.0, "max_delay": 8.0, "max_attempts": 5,
-                          "rng": random.Random(11), **kwargs})
+    return RetryPolicy(
+        **{
+            "initial_delay": 1.0,
+            "max_delay": 8.0,
+            "max_attempts": 5,
+            "rng": random.Random(11),
+            **kwargs,
+        }
+    )
 
 
 def events(count: int) -> list[Any]:
-    return [ListeningPortsEvent.create([ListeningPorts(protocol="TCP", local_port=str(p))])
-            for p in range(count)]
+    return [
+        ListeningPortsEvent.create([ListeningPorts(protocol="TCP", local_port=str(p))])
+        for p in range(count)
+    ]
 
 
-async def test_retries_transport_errors_with_backoff_and_reconnects(sleep: RecordingSleep,
-                                                                    ) -> None:
+async def test_retries_transport_errors_with_backoff_and_reconnects(
+    sleep: RecordingSleep,
+) -> None:
     transport = MemoryTransport()
     client = AsyncDeviceClient(transport, retry=policy(), sleep=sleep)
     await client.connect()
@@ -75,18 +85,24 @@ async def test_deadline_uses_the_injected_clock(sleep: RecordingSleep) -> None:
 
     transport = MemoryTransport()
     client = AsyncDeviceClient(
-        transport, retry=policy(jitter=False, max_attempts=None, deadline=10.0),
-        sleep=advancing_sleep, clock=lambda: now[0])
+        transport,
+        retry=policy(jitter=False, max_attempts=None, deadline=10.0),
+        sleep=advancing_sleep,
+        clock=lambda: now[0],
+    )
     transport.fail_next(TransportError("down"), times=100)
     with pytest.raises(TransportError):
         await client.connect()
     assert sleep.delays == [1.0, 2.0, 4.0]  # the next wait (8 s) would pass the 10 s deadline
 
 
-@pytest.mark.parametrize("error", [AuthError("denied", status=401),
-                                   RejectedError("bad", status=400)])
-async def test_auth_and_rejection_are_not_retried(sleep: RecordingSleep, error: Exception,
-                                                  ) -> None:
+@pytest.mark.parametrize(
+    "error", [AuthError("denied", status=401), RejectedError("bad", status=400)]
+)
+async def test_auth_and_rejection_are_not_retried(
+    sleep: RecordingSleep,
+    error: Exception,
+) -> None:
     transport = MemoryTransport()
     async with AsyncDeviceClient(transport, retry=policy(), sleep=sleep) as client:
         transport.fail_next(error)  # type: ignore[arg-type]
@@ -106,8 +122,9 @@ async def test_honours_retry_after(sleep: RecordingSleep) -> None:
 
 async def test_security_messages_are_split_validated_and_all_sent(sleep: RecordingSleep) -> None:
     transport = MemoryTransport()
-    async with AsyncDeviceClient(transport, agent_id=AGENT, agent_version="3.0.0",
-                                 max_message_bytes=2000, sleep=sleep) as client:
+    async with AsyncDeviceClient(
+        transport, agent_id=AGENT, agent_version="3.0.0", max_message_bytes=2000, sleep=sleep
+    ) as client:
         transport.fail_next(TransportError("blip"))
         sent = await client.send_security_message(events(40))
     assert len(sent) > 1
@@ -178,8 +195,9 @@ async def test_close_during_a_retry_stops_it() -> None:
 
 def test_from_connection_string_builds_the_named_transport(pki: LoopbackPki) -> None:
     cs = "HostName=localhost;DeviceId=dev1;SharedAccessKey=a2V5"
-    https = AsyncDeviceClient.from_connection_string(cs, transport="https", port=8443,
-                                                     agent_id=AGENT)
+    https = AsyncDeviceClient.from_connection_string(
+        cs, transport="https", port=8443, agent_id=AGENT
+    )
     assert isinstance(https.transport, HttpsTransport)
     assert https.transport.base_url == "https://localhost:8443"
     assert https.agent_id == AGENT
@@ -192,8 +210,13 @@ def test_sync_client_against_the_https_hub(hub: LoopbackHttpsHub, pki: LoopbackP
     cs = hub.add_device("dev-sync")
     hub.answer_next(500)
     with DeviceClient.from_connection_string(
-            cs, transport="https", ca_file=pki.ca.cert, port=hub.port, agent_id=AGENT,
-            sleep=RecordingSleep()) as client:
+        cs,
+        transport="https",
+        ca_file=pki.ca.cert,
+        port=hub.port,
+        agent_id=AGENT,
+        sleep=RecordingSleep(),
+    ) as client:
         client.send_message(Message(b"hello", properties={"kind": "greeting"}))
         [security] = client.send_security_message(events(3))
         assert client.patch_reported({"fw": "2.0"}) == 2

@@ -25,7 +25,8 @@ def test_parses_a_device_connection_string() -> None:
 def test_parses_a_module_connection_string_with_gateway() -> None:
     cs = ConnectionString.parse(
         f"HostName=hub.example.net;DeviceId=dev1;ModuleId=agent;SharedAccessKey={KEY};"
-        "GatewayHostName=edge.local")
+        "GatewayHostName=edge.local"
+    )
     assert cs.module_id == "agent"
     assert cs.resource_uri == "hub.example.net/devices/dev1/modules/agent"
     assert cs.connect_host == "edge.local"
@@ -48,26 +49,34 @@ def test_a_key_may_contain_equals_signs() -> None:
     assert cs.shared_access_key == "YWJjZA=="
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    (f"DeviceId=dev1;SharedAccessKey={KEY}", "missing key HostName"),
-    (f"HostName=h;SharedAccessKey={KEY}", "missing key DeviceId"),
-    ("HostName=h;DeviceId=d", "missing key SharedAccessKey"),
-    (f"Hostname=h;DeviceId=d;SharedAccessKey={KEY}", "did you mean HostName?"),
-    (f"HostName=h;DeviceID=d;SharedAccessKey={KEY}", "did you mean DeviceId?"),
-    (f"HostName=h;DeviceId=d;SharedAccesKey={KEY}", "did you mean SharedAccessKey?"),
-    (f"HostName=h;DeviceId=d;SharedAccessKey={KEY};HostName=h2", "duplicate key HostName"),
-    ("HostName=h;DeviceId=d;SharedAccessKey=not base64!", "SharedAccessKey is not valid base64"),
-    ("HostName=h;DeviceId=d;SharedAccessKey=abc", "SharedAccessKey is not valid base64"),
-    (f"HostName=h;DeviceId=;SharedAccessKey={KEY}", "empty value for key DeviceId"),
-    (f"HostName=h;DeviceId=d;SharedAccessKey={KEY};x509=true", "exclusive"),
-    ("HostName=h;DeviceId=d;x509=yes", "x509 must be true or false"),
-    ("HostName=h;DeviceId=d;SharedAccessKeyName=p;x509=true", "needs a SharedAccessKey"),
-    (f"HostName=h;DeviceId=a/b;SharedAccessKey={KEY}", "invalid DeviceId"),
-    (f"HostName=h/x;DeviceId=d;SharedAccessKey={KEY}", "invalid HostName"),
-    (f"HostName=h;DeviceId=d;SharedAccessKey={KEY};justtext", "not of the form Key=value"),
-    ("HostName=h;DeviceId=d;SharedAccessSignature=SharedAccessSignature sr=x",
-     "SharedAccessSignature is not supported"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (f"DeviceId=dev1;SharedAccessKey={KEY}", "missing key HostName"),
+        (f"HostName=h;SharedAccessKey={KEY}", "missing key DeviceId"),
+        ("HostName=h;DeviceId=d", "missing key SharedAccessKey"),
+        (f"Hostname=h;DeviceId=d;SharedAccessKey={KEY}", "did you mean HostName?"),
+        (f"HostName=h;DeviceID=d;SharedAccessKey={KEY}", "did you mean DeviceId?"),
+        (f"HostName=h;DeviceId=d;SharedAccesKey={KEY}", "did you mean SharedAccessKey?"),
+        (f"HostName=h;DeviceId=d;SharedAccessKey={KEY};HostName=h2", "duplicate key HostName"),
+        (
+            "HostName=h;DeviceId=d;SharedAccessKey=not base64!",
+            "SharedAccessKey is not valid base64",
+        ),
+        ("HostName=h;DeviceId=d;SharedAccessKey=abc", "SharedAccessKey is not valid base64"),
+        (f"HostName=h;DeviceId=;SharedAccessKey={KEY}", "empty value for key DeviceId"),
+        (f"HostName=h;DeviceId=d;SharedAccessKey={KEY};x509=true", "exclusive"),
+        ("HostName=h;DeviceId=d;x509=yes", "x509 must be true or false"),
+        ("HostName=h;DeviceId=d;SharedAccessKeyName=p;x509=true", "needs a SharedAccessKey"),
+        (f"HostName=h;DeviceId=a/b;SharedAccessKey={KEY}", "invalid DeviceId"),
+        (f"HostName=h/x;DeviceId=d;SharedAccessKey={KEY}", "invalid HostName"),
+        (f"HostName=h;DeviceId=d;SharedAccessKey={KEY};justtext", "not of the form Key=value"),
+        (
+            "HostName=h;DeviceId=d;SharedAccessSignature=SharedAccessSignature sr=x",
+            "SharedAccessSignature is not supported",
+        ),
+    ],
+)
 def test_rejects_bad_connection_strings(text: str, message: str) -> None:
     with pytest.raises(ConnectionStringError, match=message.replace("?", r"\?")):
         ConnectionString.parse(text)
@@ -78,15 +87,19 @@ def test_the_key_never_shows() -> None:
     for text in (repr(cs), str(cs), f"{cs}", f"{cs!r}", repr(DeviceAuth(cs))):
         assert KEY not in text
         assert "redacted" in text
-    assert str(cs) == ("HostName=hub.example.net;DeviceId=dev1;SharedAccessKeyName=device;"
-                       "SharedAccessKey=<redacted>")
+    assert str(cs) == (
+        "HostName=hub.example.net;DeviceId=dev1;SharedAccessKeyName=device;"
+        "SharedAccessKey=<redacted>"
+    )
 
 
 def test_errors_never_echo_a_key() -> None:
     secret = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo="
-    for text in (f"HostName=h;DeviceId=d;SharedAccessKey={secret}x!",
-                 f"HostName=h;DeviceId=d;{secret}",
-                 f"HostName=h;DeviceId=d;SharedAcessKey={secret}"):
+    for text in (
+        f"HostName=h;DeviceId=d;SharedAccessKey={secret}x!",
+        f"HostName=h;DeviceId=d;{secret}",
+        f"HostName=h;DeviceId=d;SharedAcessKey={secret}",
+    ):
         with pytest.raises(ConnectionStringError) as caught:
             ConnectionString.parse(text)
         assert secret not in str(caught.value)
@@ -101,8 +114,9 @@ def test_device_auth_checks_certificate_files_against_the_auth_kind(pki: Loopbac
         DeviceAuth.from_connection_string(x509, cert_file=cert.cert)
     with pytest.raises(ConnectionStringError, match="authenticates with SharedAccessKey"):
         DeviceAuth.from_connection_string(DEVICE, cert_file=cert.cert, key_file=cert.key)
-    auth = DeviceAuth.from_connection_string(x509, ca_file=str(pki.ca.cert),
-                                             cert_file=cert.cert, key_file=cert.key)
+    auth = DeviceAuth.from_connection_string(
+        x509, ca_file=str(pki.ca.cert), cert_file=cert.cert, key_file=cert.key
+    )
     assert auth.cert_file == Path(cert.cert)
     context = auth.ssl_context()
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
@@ -122,5 +136,6 @@ def test_device_auth_reports_unreadable_files(tmp_path: Path) -> None:
 
 def test_values_are_trimmed() -> None:
     cs = ConnectionString.parse(
-        f"HostName = hub.example.net ;DeviceId= dev1;SharedAccessKey= {KEY} ")
+        f"HostName = hub.example.net ;DeviceId= dev1;SharedAccessKey= {KEY} "
+    )
     assert (cs.host_name, cs.device_id, cs.shared_access_key) == ("hub.example.net", "dev1", KEY)

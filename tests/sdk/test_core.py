@@ -41,19 +41,48 @@ def events(count: int, *, command_bytes: int = 40) -> list[Event]:
         event_id = f"00000000-0000-4000-8000-{i:012d}"
         kind = i % 3
         if kind == 0:
-            made.append(ProcessCreateEvent.create([ProcessCreate(
-                executable="/usr/bin/python3", process_id=1000 + i, parent_process_id=1,
-                user_id="0", command_line="python3 " + "x" * command_bytes)],
-                at=at, event_id=event_id))
+            made.append(
+                ProcessCreateEvent.create(
+                    [
+                        ProcessCreate(
+                            executable="/usr/bin/python3",
+                            process_id=1000 + i,
+                            parent_process_id=1,
+                            user_id="0",
+                            command_line="python3 " + "x" * command_bytes,
+                        )
+                    ],
+                    at=at,
+                    event_id=event_id,
+                )
+            )
         elif kind == 1:
-            made.append(ConnectionCreateEvent.create([ConnectionCreate(
-                remote_address="10.0.0.7", remote_port="443", direction="Out", protocol="TCP",
-                process_id=1000 + i, executable="/usr/bin/curl", local_address="10.0.0.2",
-                local_port=str(40000 + i))], at=at, event_id=event_id))
+            made.append(
+                ConnectionCreateEvent.create(
+                    [
+                        ConnectionCreate(
+                            remote_address="10.0.0.7",
+                            remote_port="443",
+                            direction="Out",
+                            protocol="TCP",
+                            process_id=1000 + i,
+                            executable="/usr/bin/curl",
+                            local_address="10.0.0.2",
+                            local_port=str(40000 + i),
+                        )
+                    ],
+                    at=at,
+                    event_id=event_id,
+                )
+            )
         else:
-            made.append(ListeningPortsEvent.create(
-                [ListeningPorts(protocol="TCP", local_port="22", local_address="0.0.0.0")],
-                at=at, event_id=event_id))
+            made.append(
+                ListeningPortsEvent.create(
+                    [ListeningPorts(protocol="TCP", local_port="22", local_address="0.0.0.0")],
+                    at=at,
+                    event_id=event_id,
+                )
+            )
     return made
 
 
@@ -67,10 +96,12 @@ def assert_greedy(messages: list[Message], limit: int) -> None:
 
 def test_one_message_for_a_small_batch_identical_to_the_schema_encoder() -> None:
     evs = events(5)
-    [message] = build_security_messages(evs, agent_id=AGENT, agent_version="2.1.0",
-                                        new_id=lambda: "msg-1")
-    assert message.body == encode_message(SecurityMessage(
-        agent_version="2.1.0", agent_id=AGENT, events=tuple(evs)))
+    [message] = build_security_messages(
+        evs, agent_id=AGENT, agent_version="2.1.0", new_id=lambda: "msg-1"
+    )
+    assert message.body == encode_message(
+        SecurityMessage(agent_version="2.1.0", agent_id=AGENT, events=tuple(evs))
+    )
     assert message.interface_id == SECURITY_INTERFACE_ID
     assert message.is_security_message
     assert (message.content_type, message.content_encoding) == ("application/json", "utf-8")
@@ -82,8 +113,9 @@ def test_splits_greedily_into_the_fewest_messages_under_the_limit() -> None:
     evs = events(120, command_bytes=300)
     limit = 6000
     counter = itertools.count()
-    messages = build_security_messages(evs, agent_id=AGENT, max_bytes=limit,
-                                       new_id=lambda: f"m{next(counter)}")
+    messages = build_security_messages(
+        evs, agent_id=AGENT, max_bytes=limit, new_id=lambda: f"m{next(counter)}"
+    )
     assert len(messages) > 5
     assert [m.message_id for m in messages] == [f"m{i}" for i in range(len(messages))]
     assert_greedy(messages, limit)
@@ -96,8 +128,9 @@ def test_splits_greedily_into_the_fewest_messages_under_the_limit() -> None:
 
 def test_an_event_exactly_at_the_limit_fits_alone() -> None:
     [event] = events(1)
-    alone = len(encode_message(SecurityMessage(agent_version="1.0.0", agent_id=AGENT,
-                                               events=(event,))))
+    alone = len(
+        encode_message(SecurityMessage(agent_version="1.0.0", agent_id=AGENT, events=(event,)))
+    )
     assert len(build_security_messages([event, event], agent_id=AGENT, max_bytes=alone)) == 2
     with pytest.raises(RejectedError):
         build_security_messages([event], agent_id=AGENT, max_bytes=alone - 1)
@@ -151,7 +184,8 @@ def test_every_message_the_sdk_builds_is_valid_for_microsoft(evs: list[Event]) -
 
 def test_the_operational_queue_is_refused_on_send() -> None:
     ev = DroppedEventsStatisticsEvent.create(
-        [DroppedEventsStatistics(queue="Operational", collected_events=3, dropped_events=0)])
+        [DroppedEventsStatistics(queue="Operational", collected_events=3, dropped_events=0)]
+    )
     with pytest.raises(RejectedError, match="Queue 'Operational'"):
         build_security_messages([ev], agent_id=AGENT)
 
@@ -159,10 +193,21 @@ def test_the_operational_queue_is_refused_on_send() -> None:
 def test_quirky_events_leave_the_device_in_canonical_form() -> None:
     naive = datetime(2024, 5, 1, 12, 0)
     ev = ConnectionCreateEvent(
-        id="00000000-0000-4000-8000-000000000001", timestamp_local=naive,
-        timestamp_utc=naive, category="Aggregated", payload=(ConnectionCreate(
-            remote_address="10.0.0.7", remote_port=0, direction="In", protocol="tcp6",
-            process_id=0, executable="/usr/sbin/sshd"),))
+        id="00000000-0000-4000-8000-000000000001",
+        timestamp_local=naive,
+        timestamp_utc=naive,
+        category="Aggregated",
+        payload=(
+            ConnectionCreate(
+                remote_address="10.0.0.7",
+                remote_port=0,
+                direction="In",
+                protocol="tcp6",
+                process_id=0,
+                executable="/usr/sbin/sshd",
+            ),
+        ),
+    )
     [message] = build_security_messages([ev], agent_id=AGENT)
     body = orjson.loads(message.body)
     validate_with_microsoft_schema(body)

@@ -7,8 +7,16 @@ import importlib
 
 import pytest
 
-MODULES = ["iotsec.sdk", "iotsec.sdk.client", "iotsec.sdk.connection_string", "iotsec.sdk.https",
-           "iotsec.sdk.memory", "iotsec.sdk.retry", "iotsec.sdk.sas", "iotsec.sdk.twin"]
+MODULES = [
+    "iotsec.sdk",
+    "iotsec.sdk.client",
+    "iotsec.sdk.connection_string",
+    "iotsec.sdk.https",
+    "iotsec.sdk.memory",
+    "iotsec.sdk.retry",
+    "iotsec.sdk.sas",
+    "iotsec.sdk.twin",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -28,16 +28,21 @@ async def mqtt_hub(pki: LoopbackPki) -> AsyncIterator[LoopbackHub]:
 
 def with_key(hub: LoopbackHub, key: str, device_id: str = "dev1") -> MqttTransport:
     conn = ConnectionString.parse(
-        f"HostName={hub.host_name};DeviceId={device_id};SharedAccessKey={key}")
+        f"HostName={hub.host_name};DeviceId={device_id};SharedAccessKey={key}"
+    )
     return MqttTransport(conn, ca_file=hub.pki.ca.cert, port=hub.port, timeout=5.0)
 
 
-@pytest.mark.parametrize(("device_id", "key", "code"), [
-    ("dev1", base64.b64encode(b"some other key").decode(), 4),   # wrong signature
-    ("nobody", KEY, 5),                                           # unknown identity
-])
-async def test_refused_credentials_are_auth_errors(mqtt_hub: LoopbackHub, device_id: str,
-                                                   key: str, code: int) -> None:
+@pytest.mark.parametrize(
+    ("device_id", "key", "code"),
+    [
+        ("dev1", base64.b64encode(b"some other key").decode(), 4),  # wrong signature
+        ("nobody", KEY, 5),  # unknown identity
+    ],
+)
+async def test_refused_credentials_are_auth_errors(
+    mqtt_hub: LoopbackHub, device_id: str, key: str, code: int
+) -> None:
     transport = with_key(mqtt_hub, key, device_id)
     with pytest.raises(AuthError, match="refused"):
         await transport.connect()
@@ -56,7 +61,8 @@ async def test_expired_token_is_refused(mqtt_hub: LoopbackHub) -> None:
 
 
 async def test_untrusted_server_certificate_is_a_transport_error(
-        mqtt_hub: LoopbackHub, tmp_path: Path) -> None:
+    mqtt_hub: LoopbackHub, tmp_path: Path
+) -> None:
     transport = make_transport(mqtt_hub, ca_file=write_other_ca(tmp_path))
     with pytest.raises(TransportError, match="CERTIFICATE_VERIFY_FAILED"):
         await transport.connect()
@@ -73,8 +79,9 @@ async def test_closed_port_is_a_transport_error(mqtt_hub: LoopbackHub) -> None:
 
 
 @pytest.mark.parametrize("ca_signed", [True, False])
-async def test_x509_client_certificate(mqtt_hub: LoopbackHub, pki: LoopbackPki,
-                                       ca_signed: bool) -> None:
+async def test_x509_client_certificate(
+    mqtt_hub: LoopbackHub, pki: LoopbackPki, ca_signed: bool
+) -> None:
     device_id = f"x509-{'ca' if ca_signed else 'thumbprint'}"
     cert = pki.device_cert(device_id, self_signed=not ca_signed)
     mqtt_hub.add_device(device_id, cert=cert, ca_signed=ca_signed)
@@ -87,8 +94,9 @@ async def test_x509_client_certificate(mqtt_hub: LoopbackHub, pki: LoopbackPki,
     assert mqtt_hub.received[0].device_id == device_id
 
 
-async def test_x509_certificate_of_another_device_is_refused(mqtt_hub: LoopbackHub,
-                                                             pki: LoopbackPki) -> None:
+async def test_x509_certificate_of_another_device_is_refused(
+    mqtt_hub: LoopbackHub, pki: LoopbackPki
+) -> None:
     mqtt_hub.add_device("x509-a", cert=pki.device_cert("x509-a"), ca_signed=True)
     other = pki.device_cert("x509-b")  # signed by the same CA, but CN=x509-b
     transport = make_transport(mqtt_hub, "x509-a", cert_file=other.cert, key_file=other.key)

@@ -15,9 +15,12 @@ from tests.tls import LoopbackPki
 
 
 def events(count: int) -> list[Event]:
-    return [ListeningPortsEvent.create([ListeningPorts(
-        protocol="TCP", local_port=str(port), local_address="0.0.0.0")])
-        for port in range(22, 22 + count)]
+    return [
+        ListeningPortsEvent.create(
+            [ListeningPorts(protocol="TCP", local_port=str(port), local_address="0.0.0.0")]
+        )
+        for port in range(22, 22 + count)
+    ]
 
 
 @pytest.fixture
@@ -31,7 +34,8 @@ async def mqtt_hub(pki: LoopbackPki) -> AsyncIterator[LoopbackHub]:
 async def test_async_client_sends_security_events(mqtt_hub: LoopbackHub) -> None:
     conn = mqtt_hub.connection_string("dev1", "SecurityModule")
     async with AsyncDeviceClient.from_connection_string(
-            conn, ca_file=mqtt_hub.pki.ca.cert, port=mqtt_hub.port) as client:
+        conn, ca_file=mqtt_hub.pki.ca.cert, port=mqtt_hub.port
+    ) as client:
         sent = await client.send_security_message(events(6))
         assert await client.patch_reported({"agentState": "running"}) == 2
     [received] = mqtt_hub.received
@@ -45,8 +49,9 @@ async def test_blocking_client_over_mqtt(mqtt_hub: LoopbackHub) -> None:
     conn = mqtt_hub.connection_string("dev1", "SecurityModule")
 
     def use_blocking_client() -> int:
-        with DeviceClient.from_connection_string(conn, ca_file=mqtt_hub.pki.ca.cert,
-                                                 port=mqtt_hub.port) as client:
+        with DeviceClient.from_connection_string(
+            conn, ca_file=mqtt_hub.pki.ca.cert, port=mqtt_hub.port
+        ) as client:
             client.send_security_message(events(2))
             return int(client.get_twin()["reported"]["$version"])
 

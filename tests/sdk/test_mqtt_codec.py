@@ -34,21 +34,37 @@ topics = names.filter(lambda t: "+" not in t and "#" not in t)
 pids = st.integers(1, 0xFFFF)
 publishes = st.one_of(
     st.builds(Publish, topics, st.binary(max_size=64), st.just(0), st.none(), st.booleans()),
-    st.builds(Publish, topics, st.binary(max_size=64), st.integers(1, 2), pids, st.booleans(),
-              st.booleans()),
+    st.builds(
+        Publish,
+        topics,
+        st.binary(max_size=64),
+        st.integers(1, 2),
+        pids,
+        st.booleans(),
+        st.booleans(),
+    ),
 )
 packets: st.SearchStrategy[Packet] = st.one_of(
-    st.builds(Connect, names, st.none() | names, st.none() | st.binary(max_size=40),
-              st.integers(0, 0xFFFF), st.booleans(),
-              st.none() | st.tuples(topics, st.binary(max_size=8), st.integers(0, 2),
-                                    st.booleans())),
+    st.builds(
+        Connect,
+        names,
+        st.none() | names,
+        st.none() | st.binary(max_size=40),
+        st.integers(0, 0xFFFF),
+        st.booleans(),
+        st.none() | st.tuples(topics, st.binary(max_size=8), st.integers(0, 2), st.booleans()),
+    ),
     st.builds(ConnAck, st.integers(0, 5), st.booleans()),
     publishes,
     st.builds(PubAck, pids),
-    st.builds(Subscribe, pids, st.lists(st.tuples(names, st.integers(0, 2)), min_size=1,
-                                        max_size=4).map(tuple)),
-    st.builds(SubAck, pids, st.lists(st.sampled_from([0, 1, 2, 0x80]), min_size=1,
-                                     max_size=4).map(tuple)),
+    st.builds(
+        Subscribe,
+        pids,
+        st.lists(st.tuples(names, st.integers(0, 2)), min_size=1, max_size=4).map(tuple),
+    ),
+    st.builds(
+        SubAck, pids, st.lists(st.sampled_from([0, 1, 2, 0x80]), min_size=1, max_size=4).map(tuple)
+    ),
     st.builds(Unsubscribe, pids, st.lists(names, min_size=1, max_size=4).map(tuple)),
     st.builds(UnsubAck, pids),
     st.sampled_from([Simple(PINGREQ), Simple(DISCONNECT)]),
@@ -82,18 +98,21 @@ def test_arbitrary_bodies_raise_only_packet_error(first: int, body: bytes) -> No
         decode(first, body)
 
 
-@pytest.mark.parametrize(("data", "reason"), [
-    (b"\x80\x00", "flags"),                                   # SUBSCRIBE needs flags 0b0010
-    (b"\x36\x03\x00\x01a", "QoS 3"),
-    (b"\x30\x03\x00\x01#", "invalid topic"),
-    (b"\x32\x05\x00\x01a\x00\x00", "packet id 0"),
-    (b"\x10\x0c\x00\x04MQTT\x04\x01\x00\x3c\x00\x00", "reserved"),
-    (b"\x10\x0c\x00\x04MQTT\x04\x40\x00\x3c\x00\x00", "password without user name"),
-    (b"\xc0\x01\x00", "trailing"),
-    (b"\xc0\x80\x80\x80\x80\x01", "four bytes"),
-    (b"\x30\x03\x00\x01\xff", "UTF-8"),
-    (b"\x82\x02\x00\x01", "without topic filters"),
-])
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\x80\x00", "flags"),  # SUBSCRIBE needs flags 0b0010
+        (b"\x36\x03\x00\x01a", "QoS 3"),
+        (b"\x30\x03\x00\x01#", "invalid topic"),
+        (b"\x32\x05\x00\x01a\x00\x00", "packet id 0"),
+        (b"\x10\x0c\x00\x04MQTT\x04\x01\x00\x3c\x00\x00", "reserved"),
+        (b"\x10\x0c\x00\x04MQTT\x04\x40\x00\x3c\x00\x00", "password without user name"),
+        (b"\xc0\x01\x00", "trailing"),
+        (b"\xc0\x80\x80\x80\x80\x01", "four bytes"),
+        (b"\x30\x03\x00\x01\xff", "UTF-8"),
+        (b"\x82\x02\x00\x01", "without topic filters"),
+    ],
+)
 def test_malformed_packets(data: bytes, reason: str) -> None:
     with pytest.raises(PacketError, match=reason):
         split(data)

@@ -30,8 +30,9 @@ from tests.tls import LoopbackPki
 KEY = base64.b64encode(b"loopback device key 0123456789ab").decode()
 
 
-def make_transport(hub: LoopbackHub, device_id: str = "dev1", module_id: str | None = None,
-                   **options: Any) -> MqttTransport:
+def make_transport(
+    hub: LoopbackHub, device_id: str = "dev1", module_id: str | None = None, **options: Any
+) -> MqttTransport:
     """A transport for a registered identity that trusts the loopback CA."""
     conn = ConnectionString.parse(hub.connection_string(device_id, module_id))
     options.setdefault("ca_file", hub.pki.ca.cert)
@@ -64,8 +65,12 @@ def test_is_a_transport(mqtt_hub: LoopbackHub) -> None:
 
 
 async def test_device_sends_a_message(mqtt_hub: LoopbackHub, device: MqttTransport) -> None:
-    message = Message(b"\x00\xffbinary body", {"colour": "dark blue", "k&=": "a/b"},
-                      message_id="m-1", correlation_id="c-1")
+    message = Message(
+        b"\x00\xffbinary body",
+        {"colour": "dark blue", "k&=": "a/b"},
+        message_id="m-1",
+        correlation_id="c-1",
+    )
     await device.connect()
     await device.send(message)
     [received] = mqtt_hub.received
@@ -81,8 +86,13 @@ async def test_device_sends_a_message(mqtt_hub: LoopbackHub, device: MqttTranspo
 async def test_module_sends_a_security_message(mqtt_hub: LoopbackHub) -> None:
     module = make_transport(mqtt_hub, "dev1", "SecurityModule")
     body = b'{"AgentVersion":"1.0.0","Events":[]}'
-    message = Message(body, {"MessagePriority": "High"}, content_type="application/json",
-                      content_encoding="utf-8", interface_id=SECURITY_INTERFACE_ID)
+    message = Message(
+        body,
+        {"MessagePriority": "High"},
+        content_type="application/json",
+        content_encoding="utf-8",
+        interface_id=SECURITY_INTERFACE_ID,
+    )
     try:
         await module.send(message)  # connects on first use
     finally:
@@ -97,8 +107,7 @@ async def test_module_sends_a_security_message(mqtt_hub: LoopbackHub) -> None:
     assert received.message.is_security_message
 
 
-async def test_twin_get_and_reported_patches(mqtt_hub: LoopbackHub,
-                                             device: MqttTransport) -> None:
+async def test_twin_get_and_reported_patches(mqtt_hub: LoopbackHub, device: MqttTransport) -> None:
     twin = await device.get_twin()
     assert twin == {"desired": {"$version": 1}, "reported": {"$version": 1}}
     assert await device.patch_reported({"agent": {"state": "up"}, "n": 1}) == 2
@@ -108,7 +117,8 @@ async def test_twin_get_and_reported_patches(mqtt_hub: LoopbackHub,
 
 
 async def test_desired_patches_reach_sync_and_async_handlers(
-        mqtt_hub: LoopbackHub, device: MqttTransport) -> None:
+    mqtt_hub: LoopbackHub, device: MqttTransport
+) -> None:
     seen: list[tuple[str, dict[str, Any]]] = []
 
     async def slow(patch: dict[str, Any]) -> None:
@@ -121,44 +131,53 @@ async def test_desired_patches_reach_sync_and_async_handlers(
     assert await mqtt_hub.update_desired("dev1", None, {"interval": 5}) == 2
     assert await mqtt_hub.update_desired("dev1", None, {"interval": None}) == 3
     await mqtt_hub.wait_for(lambda: len(seen) == 4)
-    assert seen == [("sync", {"interval": 5, "$version": 2}),
-                    ("async", {"interval": 5, "$version": 2}),
-                    ("sync", {"interval": None, "$version": 3}),
-                    ("async", {"interval": None, "$version": 3})]
+    assert seen == [
+        ("sync", {"interval": 5, "$version": 2}),
+        ("async", {"interval": 5, "$version": 2}),
+        ("sync", {"interval": None, "$version": 3}),
+        ("async", {"interval": None, "$version": 3}),
+    ]
 
 
-async def test_c2d_messages_reach_the_handler(mqtt_hub: LoopbackHub,
-                                              device: MqttTransport) -> None:
+async def test_c2d_messages_reach_the_handler(mqtt_hub: LoopbackHub, device: MqttTransport) -> None:
     received: list[Message] = []
     await device.connect()
     device.on_message(received.append)  # registered after connecting: subscribes then
-    await mqtt_hub.wait_for(lambda: "devices/dev1/messages/devicebound/#" in
-                            mqtt_hub._sessions[("dev1", None)].filters)
+    await mqtt_hub.wait_for(
+        lambda: "devices/dev1/messages/devicebound/#" in mqtt_hub._sessions[("dev1", None)].filters
+    )
     sent = Message(b"reboot", {"reason": "a b&c"}, message_id="c2d-1", correlation_id="x")
     await mqtt_hub.send_c2d("dev1", sent)  # returns after the device's PUBACK
     await mqtt_hub.wait_for(lambda: received)
     assert received == [sent]
 
 
-async def test_c2d_is_only_subscribed_when_someone_listens(mqtt_hub: LoopbackHub,
-                                                           device: MqttTransport) -> None:
+async def test_c2d_is_only_subscribed_when_someone_listens(
+    mqtt_hub: LoopbackHub, device: MqttTransport
+) -> None:
     await device.connect()
     assert mqtt_hub._sessions[("dev1", None)].filters == {
-        "$iothub/twin/res/#", "$iothub/twin/PATCH/properties/desired/#"}
+        "$iothub/twin/res/#",
+        "$iothub/twin/PATCH/properties/desired/#",
+    }
     with pytest.raises(NotSupportedError):
         make_transport(mqtt_hub, "dev1", "SecurityModule").on_message(print)
 
 
-@pytest.mark.parametrize(("status", "body", "error"), [
-    (429, b"", ThrottledError),
-    (401, b"", AuthError),
-    (403, b"", AuthError),
-    (400, b"malformed twin request", RejectedError),
-    (500, b"", TransportError),
-    (503, b"busy", TransportError),
-])
-async def test_twin_error_statuses(mqtt_hub: LoopbackHub, device: MqttTransport, status: int,
-                                   body: bytes, error: type[Exception]) -> None:
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (429, b"", ThrottledError),
+        (401, b"", AuthError),
+        (403, b"", AuthError),
+        (400, b"malformed twin request", RejectedError),
+        (500, b"", TransportError),
+        (503, b"busy", TransportError),
+    ],
+)
+async def test_twin_error_statuses(
+    mqtt_hub: LoopbackHub, device: MqttTransport, status: int, body: bytes, error: type[Exception]
+) -> None:
     mqtt_hub.twin_script.append((status, body))
     with pytest.raises(error) as info:
         await device.patch_reported({"a": 1})
@@ -177,8 +196,9 @@ async def test_twin_request_times_out(mqtt_hub: LoopbackHub) -> None:
         await transport.close()
 
 
-async def test_invalid_messages_are_rejected_before_sending(mqtt_hub: LoopbackHub,
-                                                            device: MqttTransport) -> None:
+async def test_invalid_messages_are_rejected_before_sending(
+    mqtt_hub: LoopbackHub, device: MqttTransport
+) -> None:
     with pytest.raises(RejectedError, match="must not start with"):
         await device.send(Message(b"", {"$.mid": "x"}))
     with pytest.raises(RejectedError, match="over the hub's limit"):
@@ -188,8 +208,9 @@ async def test_invalid_messages_are_rejected_before_sending(mqtt_hub: LoopbackHu
     assert mqtt_hub.received == []
 
 
-async def test_lost_connection_fails_then_reconnects(mqtt_hub: LoopbackHub,
-                                                     device: MqttTransport) -> None:
+async def test_lost_connection_fails_then_reconnects(
+    mqtt_hub: LoopbackHub, device: MqttTransport
+) -> None:
     await device.connect()
     mqtt_hub._sessions[("dev1", None)].end("kicked by the test")
     await mqtt_hub.wait_for(lambda: not device._connected)

@@ -16,8 +16,19 @@ def test_all_is_sorted_and_unique() -> None:
 
 
 def test_each_modules_all_names_exist() -> None:
-    for name in ("client", "connection_string", "core", "errors", "https", "memory", "message",
-                 "retry", "sas", "transport", "twin"):
+    for name in (
+        "client",
+        "connection_string",
+        "core",
+        "errors",
+        "https",
+        "memory",
+        "message",
+        "retry",
+        "sas",
+        "transport",
+        "twin",
+    ):
         module = importlib.import_module(f"iotsec.sdk.{name}")
         assert [n for n in module.__all__ if not hasattr(module, n)] == [], name
 

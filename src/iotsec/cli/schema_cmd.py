@@ -39,7 +39,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     validate.add_argument("files", nargs="+", metavar="FILE", help="files to check; - for stdin")
     validate.add_argument("--format", choices=("text", "json"), default="text")
     validate.add_argument(
-        "--policy", choices=[p.value for p in ErrorPolicy], default=ErrorPolicy.REJECT.value,
+        "--policy",
+        choices=[p.value for p in ErrorPolicy],
+        default=ErrorPolicy.REJECT.value,
         help="reject: a bad event fails its message; keep-valid: report bad events, keep the rest",
     )
     validate.set_defaults(handler=_validate)
@@ -107,8 +109,11 @@ def _verdicts(files: list[str], policy: ErrorPolicy) -> list[_Verdict]:
         if not documents:
             verdicts.append(_Verdict(name, False, 0, (FieldIssue("$", "no messages in input"),)))
         for doc in documents:
-            where = f"{name}{doc.where}" if doc.where.startswith("[") else (
-                f"{name}:{doc.where}" if doc.where else name)
+            where = (
+                f"{name}{doc.where}"
+                if doc.where.startswith("[")
+                else (f"{name}:{doc.where}" if doc.where else name)
+            )
             verdicts.append(_judge(where, doc.raw, policy))
     return verdicts
 
@@ -116,16 +121,18 @@ def _verdicts(files: list[str], policy: ErrorPolicy) -> list[_Verdict]:
 def _validate(args: argparse.Namespace) -> int:
     verdicts = _verdicts(args.files, ErrorPolicy(args.policy))
     if args.format == "json":
-        sys.stdout.buffer.write(orjson.dumps([v.as_dict() for v in verdicts],
-                                             option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.buffer.write(
+            orjson.dumps([v.as_dict() for v in verdicts], option=orjson.OPT_INDENT_2) + b"\n"
+        )
     else:
         for v in verdicts:
             if v.valid:
                 plural = "" if v.events == 1 else "s"
                 sys.stdout.write(f"{v.source}: valid ({v.events} event{plural})\n")
             elif v.events:
-                sys.stdout.write(f"{v.source}: invalid ({v.rejected_events} events rejected, "
-                                 f"{v.events} kept)\n")
+                sys.stdout.write(
+                    f"{v.source}: invalid ({v.rejected_events} events rejected, {v.events} kept)\n"
+                )
             else:
                 sys.stdout.write(f"{v.source}: invalid\n")
             for issue in v.issues:

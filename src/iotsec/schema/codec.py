@@ -65,8 +65,9 @@ class Decoded:
         return tuple(issue for rej in self.rejected for issue in rej.issues)
 
 
-class _Envelope(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
-                rename="pascal"):
+class _Envelope(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, rename="pascal"
+):
     """The message with its events left raw, to judge events one by one."""
 
     agent_version: str
@@ -200,15 +201,24 @@ _FIELD = re.compile(r"^Object (?P<what>missing required|contains unknown) field 
 _ENUM = re.compile(r"^Invalid (?:enum )?value (?P<value>.+)$")
 _LENGTH = re.compile(r"^Expected `(?P<want>\w+)` of length (?P<op>[<>]=) (?P<n>\d+)$")
 _KINDS = {
-    "str": "a string", "int": "an integer", "float": "a number", "bool": "a boolean",
-    "array": "an array", "object": "an object", "null": "null", "datetime": "a date-time",
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "a boolean",
+    "array": "an array",
+    "object": "an object",
+    "null": "null",
+    "datetime": "a date-time",
 }
 
 
 def _known_wire_names() -> frozenset[str]:
     names: set[str] = set()
-    for struct in (SecurityMessage, *EVENT_TYPES.values(),
-                   *(cls.row_type for cls in EVENT_TYPES.values())):
+    for struct in (
+        SecurityMessage,
+        *EVENT_TYPES.values(),
+        *(cls.row_type for cls in EVENT_TYPES.values()),
+    ):
         names.update(struct.__struct_encode_fields__)
     return frozenset(names)
 

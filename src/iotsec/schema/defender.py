@@ -93,18 +93,34 @@ SOURCE = "aws-device-defender"
 
 #: Long key name -> short key name, as AWS's spec, agents and SDKs spell them.
 SHORT_NAMES: dict[str, str] = {
-    "header": "hed", "metrics": "met", "custom_metrics": "cmet",
-    "report_id": "rid", "version": "v",
-    "listening_tcp_ports": "tp", "listening_udp_ports": "up",
-    "ports": "pts", "port": "pt", "interface": "if", "total": "t",
-    "network_stats": "ns", "bytes_in": "bi", "bytes_out": "bo",
-    "packets_in": "pi", "packets_out": "po",
-    "tcp_connections": "tc", "established_connections": "ec", "connections": "cs",
-    "remote_addr": "rad", "local_port": "lp", "local_interface": "li",
+    "header": "hed",
+    "metrics": "met",
+    "custom_metrics": "cmet",
+    "report_id": "rid",
+    "version": "v",
+    "listening_tcp_ports": "tp",
+    "listening_udp_ports": "up",
+    "ports": "pts",
+    "port": "pt",
+    "interface": "if",
+    "total": "t",
+    "network_stats": "ns",
+    "bytes_in": "bi",
+    "bytes_out": "bo",
+    "packets_in": "pi",
+    "packets_out": "po",
+    "tcp_connections": "tc",
+    "established_connections": "ec",
+    "connections": "cs",
+    "remote_addr": "rad",
+    "local_port": "lp",
+    "local_interface": "li",
 }
 _LONG_NAMES = {short: long for long, short in SHORT_NAMES.items()}
-_TOP = {"long": frozenset(("header", "metrics", "custom_metrics")),
-        "short": frozenset(("hed", "met", "cmet"))}
+_TOP = {
+    "long": frozenset(("header", "metrics", "custom_metrics")),
+    "short": frozenset(("hed", "met", "cmet")),
+}
 Form = Literal["long", "short"]
 _THING_NAME = re.compile(r"[a-zA-Z0-9:_-]{1,128}")
 _METRIC_NAME = re.compile(r"[a-zA-Z0-9:_-]{1,128}")
@@ -118,8 +134,10 @@ ReportId = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
 # --- the report as typed values (attribute names are the long key names) -----------------------
 
-class _Block(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
-             omit_defaults=True):
+
+class _Block(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """A closed block of the report. Optional keys sent as ``null`` read as absent."""
 
 
@@ -233,10 +251,13 @@ class DefenderReport(msgspec.Struct, frozen=True, kw_only=True):
         agent = _agent_guid(agent_id or self.agent_id)
         events = self._events(agent)
         if not events:
-            raise ValueError(f"report {self.report_id} maps to no event: it holds no listening "
-                             "ports, connections or network stats")
-        return SecurityMessage(agent_version=f"aws-device-defender-{self.version}",
-                               agent_id=agent, events=events)
+            raise ValueError(
+                f"report {self.report_id} maps to no event: it holds no listening "
+                "ports, connections or network stats"
+            )
+        return SecurityMessage(
+            agent_version=f"aws-device-defender-{self.version}", agent_id=agent, events=events
+        )
 
     def _events(self, agent: str) -> tuple[Event, ...]:
         metrics = self.metrics
@@ -248,21 +269,36 @@ class DefenderReport(msgspec.Struct, frozen=True, kw_only=True):
         if tcp is not None or udp is not None:
             rows = [_port_row("TCP", p) for p in (tcp.ports if tcp else ())]
             rows += [_port_row("UDP", p) for p in (udp.ports if udp else ())]
-            events.append(ListeningPortsEvent(
-                id=self._event_id(agent, "ListeningPorts"), timestamp_local=at,
-                timestamp_utc=at, is_empty=not rows, payload=tuple(rows)))
+            events.append(
+                ListeningPortsEvent(
+                    id=self._event_id(agent, "ListeningPorts"),
+                    timestamp_local=at,
+                    timestamp_utc=at,
+                    is_empty=not rows,
+                    payload=tuple(rows),
+                )
+            )
         tcp_connections = metrics.tcp_connections
         established = tcp_connections.established_connections if tcp_connections else None
         if established is not None and established.connections:
             listening = {p.port for p in tcp.ports} if tcp else set()
-            events.append(ConnectionCreateEvent(
-                id=self._event_id(agent, "ConnectionCreate"), timestamp_local=at,
-                timestamp_utc=at,
-                payload=tuple(_connection_row(c, listening) for c in established.connections)))
+            events.append(
+                ConnectionCreateEvent(
+                    id=self._event_id(agent, "ConnectionCreate"),
+                    timestamp_local=at,
+                    timestamp_utc=at,
+                    payload=tuple(_connection_row(c, listening) for c in established.connections),
+                )
+            )
         if metrics.network_stats is not None:
-            events.append(SystemInformationEvent(
-                id=self._event_id(agent, "SystemInformation"), timestamp_local=at,
-                timestamp_utc=at, payload=(_stats_row(metrics.network_stats),)))
+            events.append(
+                SystemInformationEvent(
+                    id=self._event_id(agent, "SystemInformation"),
+                    timestamp_local=at,
+                    timestamp_utc=at,
+                    payload=(_stats_row(metrics.network_stats),),
+                )
+            )
         return tuple(events)
 
     def _event_id(self, agent: str, name: str) -> str:
@@ -270,6 +306,7 @@ class DefenderReport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 # --- mapping -----------------------------------------------------------------------------------
+
 
 def _where(interface: str | None, details: dict[str, str]) -> str | None:
     """The interface as a LocalAddress when it is an IP, else recorded in ``details``."""
@@ -284,8 +321,9 @@ def _where(interface: str | None, details: dict[str, str]) -> str | None:
 def _port_row(protocol: str, port: DefenderPort) -> ListeningPorts:
     details = {"Source": SOURCE}
     address = _where(port.interface, details)
-    return ListeningPorts(protocol=protocol, local_port=str(port.port), local_address=address,
-                          extra_details=details)
+    return ListeningPorts(
+        protocol=protocol, local_port=str(port.port), local_address=address, extra_details=details
+    )
 
 
 def _connection_row(conn: DefenderConnection, listening: set[int]) -> ConnectionCreate:
@@ -294,18 +332,26 @@ def _connection_row(conn: DefenderConnection, listening: set[int]) -> Connection
     address = _where(conn.local_interface, details)
     local = conn.local_port
     return ConnectionCreate(
-        remote_address=ip, remote_port=str(port),
+        remote_address=ip,
+        remote_port=str(port),
         direction="In" if local in listening else "Out",
-        protocol="TCP", process_id=0, executable="",  # Device Defender does not see processes
-        local_address=address, local_port=None if local is None else str(local),
+        protocol="TCP",
+        process_id=0,
+        executable="",  # Device Defender does not see processes
+        local_address=address,
+        local_port=None if local is None else str(local),
         extra_details=details,
     )
 
 
 def _stats_row(stats: DefenderNetworkStats) -> SystemInformation:
     details = {"Source": SOURCE}
-    for key, value in (("BytesIn", stats.bytes_in), ("BytesOut", stats.bytes_out),
-                       ("PacketsIn", stats.packets_in), ("PacketsOut", stats.packets_out)):
+    for key, value in (
+        ("BytesIn", stats.bytes_in),
+        ("BytesOut", stats.bytes_out),
+        ("PacketsIn", stats.packets_in),
+        ("PacketsOut", stats.packets_out),
+    ):
         if value is not None:
             details[key] = str(value)
     return SystemInformation(extra_details=details)
@@ -329,12 +375,18 @@ def split_remote_addr(text: str) -> tuple[str, int]:
         if not colon or not host:
             raise ValueError(f'expected "ip:port", got {text!r}')
         if ":" in host:
-            raise ValueError('expected "ip:port" with the IPv6 address in brackets, '
-                             f'as in "[2001:db8::1]:443", got {text!r}')
+            raise ValueError(
+                'expected "ip:port" with the IPv6 address in brackets, '
+                f'as in "[2001:db8::1]:443", got {text!r}'
+            )
     if not is_ip_address(host):
         raise ValueError(f'expected "ip:port" with an IPv4 or IPv6 address, got {text!r}')
-    if not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
-            and int(port_text) <= 65535):
+    if not (
+        port_text.isascii()
+        and port_text.isdigit()
+        and len(port_text) <= 5
+        and int(port_text) <= 65535
+    ):
         raise ValueError(f'expected "ip:port" with a port in 0..65535, got {text!r}')
     return host, int(port_text)
 
@@ -351,8 +403,9 @@ def agent_id_for_thing(thing_name: str) -> str:
 
 def _uuid5(name: str) -> str:
     """``str(uuid.uuid5(DEFENDER_NAMESPACE, name))`` without building UUID objects (5x faster)."""
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode(),
-                                    usedforsecurity=False).digest()[:16])
+    digest = bytearray(
+        hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).digest()[:16]
+    )
     digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     x = digest.hex()
@@ -361,16 +414,21 @@ def _uuid5(name: str) -> str:
 
 def _agent_guid(agent_id: str | None) -> str:
     if agent_id is None:
-        raise ValueError("a Device Defender report names no agent: pass agent_id, or "
-                         "agent_id_for_thing(thing_name) for the thing that published it")
+        raise ValueError(
+            "a Device Defender report names no agent: pass agent_id, or "
+            "agent_id_for_thing(thing_name) for the thing that published it"
+        )
     try:
         return str(uuid.UUID(agent_id))
     except ValueError:
-        raise ValueError(f"agent_id must be a GUID (for an AWS thing name use "
-                         f"agent_id_for_thing()), got {agent_id!r}") from None
+        raise ValueError(
+            f"agent_id must be a GUID (for an AWS thing name use "
+            f"agent_id_for_thing()), got {agent_id!r}"
+        ) from None
 
 
 # --- the two wire forms ------------------------------------------------------------------------
+
 
 class _Header(_Block, frozen=True, kw_only=True):
     report_id: ReportId
@@ -383,8 +441,9 @@ class _LongReport(_Block, frozen=True, kw_only=True):
     custom_metrics: dict[str, msgspec.Raw] | None = None
 
 
-class _Short(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
-             rename=SHORT_NAMES):
+class _Short(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, rename=SHORT_NAMES
+):
     """Twins of the blocks above under the short names; converted to them after decoding."""
 
 
@@ -446,6 +505,7 @@ _custom_decoder = msgspec.json.Decoder(tuple[CustomMetricValue])
 
 # --- decoding ----------------------------------------------------------------------------------
 
+
 def decode_defender_report(
     data: bytes | bytearray | memoryview | str,
     *,
@@ -477,13 +537,25 @@ def decode_defender_report(
         custom_metrics = _decode_custom(custom, form)
     except UnicodeDecodeError as exc:
         raise DefenderReportInvalid(
-            (FieldIssue("$", f"not UTF-8 (byte {exc.start}: {exc.reason})"),)) from None
+            (FieldIssue("$", f"not UTF-8 (byte {exc.start}: {exc.reason})"),)
+        ) from None
     if metrics is None and custom is None:
-        raise DefenderReportInvalid((FieldIssue("$", _name_in(form, (
-            'expected a "metrics" or a "custom_metrics" block, or both'))),))
+        raise DefenderReportInvalid(
+            (
+                FieldIssue(
+                    "$",
+                    _name_in(form, ('expected a "metrics" or a "custom_metrics" block, or both')),
+                ),
+            )
+        )
     return DefenderReport(
-        report_id=header.report_id, version=header.version, metrics=metrics,
-        custom_metrics=custom_metrics, agent_id=agent, received_at=when.astimezone(UTC))
+        report_id=header.report_id,
+        version=header.version,
+        metrics=metrics,
+        custom_metrics=custom_metrics,
+        agent_id=agent,
+        received_at=when.astimezone(UTC),
+    )
 
 
 def _decode(
@@ -517,15 +589,21 @@ def _decode(
 
 
 def _decode_custom(
-    custom: dict[str, msgspec.Raw] | None, form: Form,
+    custom: dict[str, msgspec.Raw] | None,
+    form: Form,
 ) -> dict[str, CustomMetricValue]:
     block = "custom_metrics" if form == "long" else "cmet"
     values: dict[str, CustomMetricValue] = {}
     issues: list[FieldIssue] = []
     for name, raw in (custom or {}).items():
         if not _METRIC_NAME.fullmatch(name) or name.startswith("aws:"):
-            issues.append(FieldIssue(block, f"invalid custom metric name {name!r} (1-128 of "
-                                            'a-z A-Z 0-9 : _ -, not starting with "aws:")'))
+            issues.append(
+                FieldIssue(
+                    block,
+                    f"invalid custom metric name {name!r} (1-128 of "
+                    'a-z A-Z 0-9 : _ -, not starting with "aws:")',
+                )
+            )
             continue
         try:
             (values[name],) = _custom_decoder.decode(raw)
@@ -559,9 +637,17 @@ def _invalid(
         return DefenderReportInvalid((_malformed(data, exc),))
     long_keys, short_keys = keys & _TOP["long"], keys & _TOP["short"]
     if long_keys and short_keys:
-        return DefenderReportInvalid((FieldIssue("$", (
-            f"mixes long names ({', '.join(sorted(long_keys))}) and short names "
-            f"({', '.join(sorted(short_keys))}); a report uses one form throughout")),))
+        return DefenderReportInvalid(
+            (
+                FieldIssue(
+                    "$",
+                    (
+                        f"mixes long names ({', '.join(sorted(long_keys))}) and short names "
+                        f"({', '.join(sorted(short_keys))}); a report uses one form throughout"
+                    ),
+                ),
+            )
+        )
     if short_keys:
         return DefenderReportInvalid((_issue(short_error, "short"),))
     return DefenderReportInvalid((_issue(long_error, "long"),))
@@ -582,8 +668,9 @@ _OPTIONAL = re.compile(r"^expected `(?P<kind>float|array|object) \| null`")
 _ARTICLES = {"float": "a number", "array": "an array", "object": "an object"}
 
 
-def _issue(exc: msgspec.ValidationError, form: Form, *, prefix: str = "",
-           to_short: bool = False) -> FieldIssue:
+def _issue(
+    exc: msgspec.ValidationError, form: Form, *, prefix: str = "", to_short: bool = False
+) -> FieldIssue:
     """A msgspec error as a FieldIssue in the report's own key names, with a reason that helps."""
     issue = issue_from_validation(exc, prefix=prefix)
     path, reason = issue.path, issue.reason
@@ -598,8 +685,11 @@ def _issue(exc: msgspec.ValidationError, form: Form, *, prefix: str = "",
         reason = "unknown field" + _unknown_hint(name, form)
     elif m := _BOUND.match(reason):
         port_range = _PORT_RANGES.get(name)
-        reason = (f"expected a port number in {port_range}" if port_range
-                  else f"expected an integer {m['op']} {m['n']}")
+        reason = (
+            f"expected a port number in {port_range}"
+            if port_range
+            else f"expected an integer {m['op']} {m['n']}"
+        )
     elif reason.startswith("invalid value") and name in ("version", "v"):
         reason += ' (only "1.0" is defined)'
     elif reason == "expected `array` of length 1":
@@ -609,11 +699,15 @@ def _issue(exc: msgspec.ValidationError, form: Form, *, prefix: str = "",
 
 def _unknown_hint(name: str, form: Form) -> str:
     if form == "long" and name in _LONG_NAMES:
-        return (f' ("{name}" is the short name of "{_LONG_NAMES[name]}"; this report uses long '
-                "names, and a report uses one form throughout)")
+        return (
+            f' ("{name}" is the short name of "{_LONG_NAMES[name]}"; this report uses long '
+            "names, and a report uses one form throughout)"
+        )
     if form == "short" and name in SHORT_NAMES:
-        return (f' ("{name}" is the long name of "{SHORT_NAMES[name]}"; this report uses short '
-                "names, and a report uses one form throughout)")
+        return (
+            f' ("{name}" is the long name of "{SHORT_NAMES[name]}"; this report uses short '
+            "names, and a report uses one form throughout)"
+        )
     names = SHORT_NAMES if form == "long" else _LONG_NAMES
     close = difflib.get_close_matches(name, [*names, *_KINDS], n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""

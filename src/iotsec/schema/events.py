@@ -168,9 +168,7 @@ class ListeningPortsEvent(_Periodic, frozen=True, kw_only=True, tag="ListeningPo
     payload: tuple[ListeningPorts, ...]
 
 
-class FirewallConfigurationEvent(
-    _Periodic, frozen=True, kw_only=True, tag="FirewallConfiguration"
-):
+class FirewallConfigurationEvent(_Periodic, frozen=True, kw_only=True, tag="FirewallConfiguration"):
     """Snapshot of firewall rules."""
 
     row_type = FirewallConfiguration

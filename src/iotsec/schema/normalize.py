@@ -99,8 +99,11 @@ def _fix_times(ev: Event, path: str, issues: list[FieldIssue]) -> None:
     # datetime.replace() costs ~2 us on CPython 3.11, so new values are built with combine().
     utc = ev.timestamp_utc
     if utc.tzinfo is not UTC:
-        utc = (datetime.combine(utc.date(), utc.time(), UTC) if utc.tzinfo is None
-               else utc.astimezone(UTC))
+        utc = (
+            datetime.combine(utc.date(), utc.time(), UTC)
+            if utc.tzinfo is None
+            else utc.astimezone(UTC)
+        )
         force_setattr(ev, "timestamp_utc", utc)
     local = ev.timestamp_local
     zone = local.tzinfo
@@ -113,10 +116,12 @@ def _fix_times(ev: Event, path: str, issues: list[FieldIssue]) -> None:
         return  # a device whose local zone is UTC
     local_zone = _zone_for(diff)
     if local_zone is None:
-        issues.append(FieldIssue(
-            f"{path}.TimestampLocal",
-            "differs from TimestampUTC by more than 14 hours",
-        ))
+        issues.append(
+            FieldIssue(
+                f"{path}.TimestampLocal",
+                "differs from TimestampUTC by more than 14 hours",
+            )
+        )
         return
     force_setattr(ev, "timestamp_local", datetime.combine(local.date(), local.time(), local_zone))
 
@@ -150,8 +155,12 @@ def _fix_aggregation(ev: Event, path: str, issues: list[FieldIssue]) -> None:
                 continue
             count = details["HitCount"] = "1"
         if not (count.isdigit() and count.isascii() and count != "0" and count[0] != "0"):
-            issues.append(FieldIssue(f"{path}.Payload[{r}].ExtraDetails.HitCount",
-                                     f"expected a positive integer, got {count!r}"))
+            issues.append(
+                FieldIssue(
+                    f"{path}.Payload[{r}].ExtraDetails.HitCount",
+                    f"expected a positive integer, got {count!r}",
+                )
+            )
         if len(details) == 1:
             continue
         for key, utc in _WINDOW_KEYS:
@@ -160,8 +169,12 @@ def _fix_aggregation(ev: Event, path: str, issues: list[FieldIssue]) -> None:
                 continue
             canonical = _canonical_time(value, utc)
             if canonical is None:
-                issues.append(FieldIssue(f"{path}.Payload[{r}].ExtraDetails.{key}",
-                                         f"expected a date-time, got {value!r}"))
+                issues.append(
+                    FieldIssue(
+                        f"{path}.Payload[{r}].ExtraDetails.{key}",
+                        f"expected a date-time, got {value!r}",
+                    )
+                )
             elif canonical != value:
                 details[key] = canonical
 
@@ -177,14 +190,16 @@ def _connection(row: ConnectionCreate) -> bool:
         force_setattr(row, "remote_port", "")
     if row.protocol not in _CANONICAL_PROTOCOLS:
         _fix_protocol(row)
-    return not (_ip_seen.get(row.remote_address) and (
-        row.local_address is None or _ip_seen.get(row.local_address))) and _any_bad_ip(row)
+    return not (
+        _ip_seen.get(row.remote_address)
+        and (row.local_address is None or _ip_seen.get(row.local_address))
+    ) and _any_bad_ip(row)
 
 
 def _login(row: Login) -> bool:
     return (row.user_id is None and row.user_name is None) or (
-        row.remote_address is not None and not _ip_seen.get(row.remote_address)
-        and _any_bad_ip(row))
+        row.remote_address is not None and not _ip_seen.get(row.remote_address) and _any_bad_ip(row)
+    )
 
 
 def _listening(row: ListeningPorts) -> bool:
@@ -212,8 +227,9 @@ def _row_issues(row: Any, path: str, issues: list[FieldIssue]) -> None:
     for name, wire in _IP_FIELDS.items():
         value = getattr(row, name, None)
         if value is not None and not is_ip_address(value):
-            issues.append(FieldIssue(f"{path}.{wire}",
-                                     f"expected an IPv4 or IPv6 address, got {value!r}"))
+            issues.append(
+                FieldIssue(f"{path}.{wire}", f"expected an IPv4 or IPv6 address, got {value!r}")
+            )
 
 
 _IP_FIELDS = {"remote_address": "RemoteAddress", "local_address": "LocalAddress"}
@@ -237,8 +253,11 @@ def normalize_event(ev: Event, index: int, prefix: str = "Events") -> list[Field
     issues: list[FieldIssue] = []
     local = ev.timestamp_local
     zone = local.tzinfo
-    if ev.timestamp_utc.tzinfo is not UTC or zone is None or (
-            zone is UTC and local != ev.timestamp_utc):
+    if (
+        ev.timestamp_utc.tzinfo is not UTC
+        or zone is None
+        or (zone is UTC and local != ev.timestamp_utc)
+    ):
         _fix_times(ev, f"{prefix}[{index}]", issues)
     payload = ev.payload
     if ev.is_empty or not payload:
@@ -255,8 +274,9 @@ def normalize_event(ev: Event, index: int, prefix: str = "Events") -> list[Field
 
 def _fix_empty(ev: Event, path: str, issues: list[FieldIssue]) -> None:
     if not ev.is_empty:
-        issues.append(FieldIssue(f"{path}.Payload",
-                                 "expected at least 1 item when IsEmpty is false"))
+        issues.append(
+            FieldIssue(f"{path}.Payload", "expected at least 1 item when IsEmpty is false")
+        )
     elif ev.category != "Periodic":
         issues.append(FieldIssue(f"{path}.IsEmpty", "a Triggered event is never empty"))
     elif ev.payload:
@@ -264,7 +284,8 @@ def _fix_empty(ev: Event, path: str, issues: list[FieldIssue]) -> None:
 
 
 def normalize_events(
-    events: tuple[Event, ...], prefix: str = "Events",
+    events: tuple[Event, ...],
+    prefix: str = "Events",
 ) -> dict[int, list[FieldIssue]]:
     """Normalize every event in place; return the issues of the events that have any, by index.
 
@@ -303,8 +324,10 @@ def normalize_events(
             check = checked.get(type(first))
             # Row checks fix rows in place and return True only when there is an issue; every
             # row is checked (no short-circuit), and a lone row skips building a list.
-            if plain and (check is None or not (
-                    check(first) if len(payload) == 1 else any([check(r) for r in payload]))):
+            if plain and (
+                check is None
+                or not (check(first) if len(payload) == 1 else any([check(r) for r in payload]))
+            ):
                 continue
         found = normalize_event(ev, index, prefix)
         if found:

@@ -39,8 +39,10 @@ __all__ = [
     "SystemInformation",
 ]
 
-Guid = Annotated[str, msgspec.Meta(min_length=36, max_length=36, examples=[
-    "9c647395-b913-4997-a732-a7fe7303b649"])]
+Guid = Annotated[
+    str,
+    msgspec.Meta(min_length=36, max_length=36, examples=["9c647395-b913-4997-a732-a7fe7303b649"]),
+]
 Direction = Literal["In", "Out"]
 LoginResult = Literal["Fail", "Success"]
 Action = Literal["Allow", "Deny", "Other"]
@@ -178,13 +180,11 @@ class SystemInformation(_Row, frozen=True, kw_only=True):
     bios_version: str | None = msgspec.field(default=None, name="BIOSVersion")
     boot_device: str | None = None
     total_physical_memory_kb: int | None = msgspec.field(
-        default=None, name="TotalPhysicalMemoryInKB")
-    free_physical_memory_kb: int | None = msgspec.field(
-        default=None, name="FreePhysicalMemoryInKB")
-    total_virtual_memory_kb: int | None = msgspec.field(
-        default=None, name="TotalVirtualMemoryInKB")
-    free_virtual_memory_kb: int | None = msgspec.field(
-        default=None, name="FreeVirtualMemoryInKB")
+        default=None, name="TotalPhysicalMemoryInKB"
+    )
+    free_physical_memory_kb: int | None = msgspec.field(default=None, name="FreePhysicalMemoryInKB")
+    total_virtual_memory_kb: int | None = msgspec.field(default=None, name="TotalVirtualMemoryInKB")
+    free_virtual_memory_kb: int | None = msgspec.field(default=None, name="FreeVirtualMemoryInKB")
 
 
 class Diagnostic(_Row, frozen=True, kw_only=True):

@@ -57,10 +57,17 @@ def make_transport(
     token_ttl: int = 3600,
 ) -> Transport:
     """Build the named transport for a connection string (MQTT on 8883, HTTPS on 443)."""
-    conn = (connection_string if isinstance(connection_string, ConnectionString)
-            else ConnectionString.parse(connection_string))
-    options: dict[str, Any] = {"ca_file": ca_file, "cert_file": cert_file,
-                               "key_file": key_file, "token_ttl": token_ttl}
+    conn = (
+        connection_string
+        if isinstance(connection_string, ConnectionString)
+        else ConnectionString.parse(connection_string)
+    )
+    options: dict[str, Any] = {
+        "ca_file": ca_file,
+        "cert_file": cert_file,
+        "key_file": key_file,
+        "token_ttl": token_ttl,
+    }
     if port is not None:
         options["port"] = port
     if transport == "https":
@@ -114,9 +121,15 @@ class AsyncDeviceClient:
         **options: Any,
     ) -> Self:
         """A client over MQTT (default) or HTTPS; ``options`` go to the client's constructor."""
-        built = make_transport(connection_string, transport=transport, ca_file=ca_file,
-                               cert_file=cert_file, key_file=key_file, port=port,
-                               token_ttl=token_ttl)
+        built = make_transport(
+            connection_string,
+            transport=transport,
+            ca_file=ca_file,
+            cert_file=cert_file,
+            key_file=key_file,
+            port=port,
+            token_ttl=token_ttl,
+        )
         return cls(built, **options)
 
     @property
@@ -138,8 +151,12 @@ class AsyncDeviceClient:
         await self.connect()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
 
     async def connect(self) -> None:
@@ -169,8 +186,11 @@ class AsyncDeviceClient:
         """
         self._check_open()
         messages = build_security_messages(
-            events, agent_id=self._agent_id, agent_version=self._agent_version,
-            max_bytes=self._max_message_bytes)
+            events,
+            agent_id=self._agent_id,
+            agent_version=self._agent_version,
+            max_bytes=self._max_message_bytes,
+        )
         for message in messages:
             await self.send_message(message)
         return messages
@@ -181,8 +201,9 @@ class AsyncDeviceClient:
 
     async def patch_reported(self, patch: dict[str, Any]) -> int:
         """Merge ``patch`` into the reported properties (null deletes); returns the version."""
-        return await self._with_retry("patch_reported",
-                                      lambda: self._transport.patch_reported(patch))
+        return await self._with_retry(
+            "patch_reported", lambda: self._transport.patch_reported(patch)
+        )
 
     def on_desired(self, handler: DesiredHandler) -> None:
         """Call ``handler`` with each desired-properties patch the hub pushes (MQTT only)."""
@@ -211,8 +232,9 @@ class AsyncDeviceClient:
                 delay = self._retry.next_delay(attempt, exc, elapsed=self._clock() - started)
                 if delay is None:
                     raise
-                log.warning("%s failed (attempt %d): %s; retrying in %.2f s",
-                            what, attempt, exc, delay)
+                log.warning(
+                    "%s failed (attempt %d): %s; retrying in %.2f s", what, attempt, exc, delay
+                )
             await self._sleep(delay)
 
 
@@ -238,13 +260,20 @@ class DeviceClient:
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self._client = AsyncDeviceClient(
-            transport, retry=retry, sleep=sleep, clock=clock, agent_id=agent_id,
-            agent_version=agent_version, max_message_bytes=max_message_bytes)
+            transport,
+            retry=retry,
+            sleep=sleep,
+            clock=clock,
+            agent_id=agent_id,
+            agent_version=agent_version,
+            max_message_bytes=max_message_bytes,
+        )
         self._lock = threading.Lock()
         self._closed = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
-            target=self._loop.run_forever, name="iotsec-device-client", daemon=True)
+            target=self._loop.run_forever, name="iotsec-device-client", daemon=True
+        )
         self._thread.start()
 
     @classmethod
@@ -261,9 +290,15 @@ class DeviceClient:
         **options: Any,
     ) -> Self:
         """A client over MQTT (default) or HTTPS; ``options`` go to the client's constructor."""
-        built = make_transport(connection_string, transport=transport, ca_file=ca_file,
-                               cert_file=cert_file, key_file=key_file, port=port,
-                               token_ttl=token_ttl)
+        built = make_transport(
+            connection_string,
+            transport=transport,
+            ca_file=ca_file,
+            cert_file=cert_file,
+            key_file=key_file,
+            port=port,
+            token_ttl=token_ttl,
+        )
         return cls(built, **options)
 
     @property
@@ -285,8 +320,12 @@ class DeviceClient:
         self.connect()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None,
-                 exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def connect(self) -> None:
@@ -352,8 +391,10 @@ class DeviceClient:
 
     def _refuse_own_thread(self) -> None:
         if threading.current_thread() is self._thread:
-            raise RuntimeError("a blocking DeviceClient call from one of its own handlers would "
-                               "deadlock; do the work elsewhere or use AsyncDeviceClient")
+            raise RuntimeError(
+                "a blocking DeviceClient call from one of its own handlers would "
+                "deadlock; do the work elsewhere or use AsyncDeviceClient"
+            )
 
     def _run(self, call: Callable[[], Coroutine[Any, Any, T]]) -> T:
         self._refuse_own_thread()

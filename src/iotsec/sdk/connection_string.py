@@ -33,7 +33,7 @@ _GATEWAY = "GatewayHostName"
 _KNOWN = (_HOST_NAME, _DEVICE_ID, _MODULE_ID, _KEY, _KEY_NAME, _X509, _GATEWAY)
 _UNSUPPORTED = {
     "SharedAccessSignature": "a fixed SharedAccessSignature is not supported; give the "
-                             "SharedAccessKey so tokens can be renewed",
+    "SharedAccessKey so tokens can be renewed",
 }
 
 # IoT Hub's rule for device and module ids: up to 128 ASCII letters, digits and - . % _ * ? ! ( )
@@ -63,7 +63,8 @@ class ConnectionString:
             _check_host(_GATEWAY, self.gateway_host_name)
         if self.x509 and self.shared_access_key is not None:
             raise ConnectionStringError(
-                f"{_KEY} and {_X509}=true are exclusive: choose one way to authenticate")
+                f"{_KEY} and {_X509}=true are exclusive: choose one way to authenticate"
+            )
         if not self.x509 and self.shared_access_key is None:
             raise ConnectionStringError(f"missing key {_KEY} (or {_X509}=true for certificates)")
         if self.shared_access_key is not None:
@@ -88,7 +89,8 @@ class ConnectionString:
             key, sep, value = (piece.strip() for piece in part.partition("="))
             if not sep:
                 raise ConnectionStringError(
-                    f"part {index + 1} ({_shown(key)!r}) is not of the form Key=value")
+                    f"part {index + 1} ({_shown(key)!r}) is not of the form Key=value"
+                )
             if key not in _KNOWN:
                 raise ConnectionStringError(_unknown_key(key))
             if key in values:
@@ -169,11 +171,13 @@ class DeviceAuth:
             raise ConnectionStringError("cert_file and key_file must be given together")
         if self.connection.x509 and self.cert_file is None:
             raise ConnectionStringError(
-                f"{_X509}=true needs a client certificate: pass cert_file and key_file")
+                f"{_X509}=true needs a client certificate: pass cert_file and key_file"
+            )
         if not self.connection.x509 and self.cert_file is not None:
             raise ConnectionStringError(
                 f"cert_file was given but the connection string authenticates with {_KEY}; "
-                f"use {_X509}=true for certificate authentication")
+                f"use {_X509}=true for certificate authentication"
+            )
 
     @classmethod
     def from_connection_string(
@@ -185,8 +189,11 @@ class DeviceAuth:
         key_file: str | Path | None = None,
     ) -> DeviceAuth:
         """Credentials from a connection string plus optional certificate files."""
-        conn = connection if isinstance(connection, ConnectionString) else (
-            ConnectionString.parse(connection))
+        conn = (
+            connection
+            if isinstance(connection, ConnectionString)
+            else (ConnectionString.parse(connection))
+        )
         return cls(conn, _path(ca_file), _path(cert_file), _path(key_file))
 
     def ssl_context(self) -> ssl.SSLContext:
@@ -197,7 +204,8 @@ class DeviceAuth:
         """
         try:
             context = ssl.create_default_context(
-                cafile=str(self.ca_file) if self.ca_file is not None else None)
+                cafile=str(self.ca_file) if self.ca_file is not None else None
+            )
         except (OSError, ssl.SSLError) as exc:
             raise ConnectionStringError(f"ca_file {self.ca_file}: {_reason(exc)}") from exc
         if self.cert_file is not None and self.key_file is not None:
@@ -229,8 +237,11 @@ def _unknown_key(key: str) -> str:
     if key in _UNSUPPORTED:
         return f"unsupported key {key}: {_UNSUPPORTED[key]}"
     folded = {known.lower(): known for known in _KNOWN}
-    close = [folded[key.lower()]] if key.lower() in folded else difflib.get_close_matches(
-        key, _KNOWN, n=1, cutoff=0.6)
+    close = (
+        [folded[key.lower()]]
+        if key.lower() in folded
+        else difflib.get_close_matches(key, _KNOWN, n=1, cutoff=0.6)
+    )
     hint = f" (did you mean {close[0]}?)" if close else ""
     return f"unknown key {_shown(key)!r}{hint}; known keys: {', '.join(_KNOWN)}"
 
@@ -239,7 +250,8 @@ def _check_id(key: str, value: str) -> None:
     if not _ID.fullmatch(value):
         raise ConnectionStringError(
             f"invalid {key} {_shown(value)!r}: expected 1-128 ASCII letters, digits or "
-            "- . % _ * ? ! ( ) , : = @ $ '")
+            "- . % _ * ? ! ( ) , : = @ $ '"
+        )
 
 
 def _check_host(key: str, value: str) -> None:

@@ -71,15 +71,24 @@ def build_security_messages(
             event = evs[index]
             raise RejectedError(
                 f"event {index} ({event.name}, id {event.id}) is {len(body)} bytes: it cannot "
-                f"fit in a {max_bytes}-byte message even alone")
+                f"fit in a {max_bytes}-byte message even alone"
+            )
         separator = 1 if index > start else 0
         if size + separator + len(body) > max_bytes:
-            messages.append(_message((prefix, suffix), encoded[start:index], start,
-                                     max_bytes=max_bytes, new_id=new_id))
+            messages.append(
+                _message(
+                    (prefix, suffix),
+                    encoded[start:index],
+                    start,
+                    max_bytes=max_bytes,
+                    new_id=new_id,
+                )
+            )
             start, size, separator = index, overhead, 0
         size += separator + len(body)
-    messages.append(_message((prefix, suffix), encoded[start:], start,
-                             max_bytes=max_bytes, new_id=new_id))
+    messages.append(
+        _message((prefix, suffix), encoded[start:], start, max_bytes=max_bytes, new_id=new_id)
+    )
     return messages
 
 
@@ -93,22 +102,32 @@ def _canonical(event: Event, index: int) -> Event:
     for row in canonical.payload:
         # Accepted on ingest because the C# agent sends it, but outside Microsoft's enum.
         if getattr(row, "queue", None) == "Operational":
-            raise RejectedError(f"invalid security event: Events[{index}].Payload: Queue "
-                                "'Operational' is not in the ASC v1.0 schema; use High or Low")
+            raise RejectedError(
+                f"invalid security event: Events[{index}].Payload: Queue "
+                "'Operational' is not in the ASC v1.0 schema; use High or Low"
+            )
     return canonical
 
 
-def _envelope(first: Event, first_body: bytes, agent_id: str,
-              agent_version: str) -> tuple[bytes, bytes]:
+def _envelope(
+    first: Event, first_body: bytes, agent_id: str, agent_version: str
+) -> tuple[bytes, bytes]:
     """The bytes before and after the event list, taken from the schema's own encoder."""
-    whole = encode_message(SecurityMessage(
-        agent_version=agent_version, agent_id=agent_id, events=(first,)))
+    whole = encode_message(
+        SecurityMessage(agent_version=agent_version, agent_id=agent_id, events=(first,))
+    )
     at = whole.rindex(first_body)
-    return whole[:at], whole[at + len(first_body):]
+    return whole[:at], whole[at + len(first_body) :]
 
 
-def _message(envelope: tuple[bytes, bytes], events: list[bytes], start: int, *,
-             max_bytes: int, new_id: Callable[[], str]) -> Message:
+def _message(
+    envelope: tuple[bytes, bytes],
+    events: list[bytes],
+    start: int,
+    *,
+    max_bytes: int,
+    new_id: Callable[[], str],
+) -> Message:
     prefix, suffix = envelope
     body = b"".join((prefix, b",".join(events), suffix))
     try:

@@ -68,7 +68,8 @@ class HttpsTransport:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._auth = DeviceAuth.from_connection_string(
-            conn, ca_file=ca_file, cert_file=cert_file, key_file=key_file)
+            conn, ca_file=ca_file, cert_file=cert_file, key_file=key_file
+        )
         self._conn = conn
         self._ssl = self._auth.ssl_context()
         self._timeout = timeout
@@ -76,9 +77,13 @@ class HttpsTransport:
         self._tokens: SasTokenProvider | None = None
         if conn.shared_access_key is not None:
             self._tokens = SasTokenProvider(
-                conn.resource_uri, conn.shared_access_key,
-                policy_name=conn.shared_access_key_name, ttl=token_ttl,
-                renew_before=min(300, token_ttl // 2), clock=clock)
+                conn.resource_uri,
+                conn.shared_access_key,
+                policy_name=conn.shared_access_key_name,
+                ttl=token_ttl,
+                renew_before=min(300, token_ttl // 2),
+                clock=clock,
+            )
         self.base_url = f"https://{conn.connect_host}:{port}"
         identity = f"/devices/{quote(conn.device_id, safe='')}"
         if conn.module_id is not None:
@@ -93,8 +98,11 @@ class HttpsTransport:
         """Open the connection pool (idempotent); TLS handshakes happen on first request."""
         if self._client is None:
             self._client = httpx.AsyncClient(
-                base_url=self.base_url, verify=self._ssl, timeout=self._timeout,
-                headers={"User-Agent": f"iotsec/{__version__}"})
+                base_url=self.base_url,
+                verify=self._ssl,
+                timeout=self._timeout,
+                headers={"User-Agent": f"iotsec/{__version__}"},
+            )
 
     async def close(self) -> None:
         """Close the connection pool (idempotent)."""
@@ -111,16 +119,22 @@ class HttpsTransport:
         """GET the twin: ``{"desired": {...}, "reported": {...}}``, each with ``$version``."""
         response = await self._request("GET", "/twin", headers={"Accept": "application/json"})
         twin = _json(response)
-        if not (isinstance(twin, dict) and isinstance(twin.get("desired"), dict)
-                and isinstance(twin.get("reported"), dict)):
+        if not (
+            isinstance(twin, dict)
+            and isinstance(twin.get("desired"), dict)
+            and isinstance(twin.get("reported"), dict)
+        ):
             raise TransportError("the hub answered GET twin with something that is not a twin")
         return twin
 
     async def patch_reported(self, patch: dict[str, Any]) -> int:
         """PATCH reported properties; returns the new reported ``$version``."""
         response = await self._request(
-            "PATCH", "/twin/properties/reported", content=orjson.dumps(patch),
-            headers={"Content-Type": "application/json", "Accept": "application/json"})
+            "PATCH",
+            "/twin/properties/reported",
+            content=orjson.dumps(patch),
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
         answer = _json(response)
         version = answer.get("$version") if isinstance(answer, dict) else None
         if not isinstance(version, int) or isinstance(version, bool):
@@ -131,16 +145,19 @@ class HttpsTransport:
         """Not supported over HTTPS: the hub cannot push. Raises NotSupportedError."""
         raise NotSupportedError(
             "desired-property updates need a connection the hub can push on: use MQTT "
-            "(transport='mqtt'); over HTTPS, poll get_twin() instead")
+            "(transport='mqtt'); over HTTPS, poll get_twin() instead"
+        )
 
     def on_message(self, handler: MessageHandler) -> None:
         """Not supported over HTTPS: the hub cannot push. Raises NotSupportedError."""
         raise NotSupportedError(
             "cloud-to-device messages need a connection the hub can push on: use MQTT "
-            "(transport='mqtt')")
+            "(transport='mqtt')"
+        )
 
-    async def _request(self, method: str, path: str, *, headers: dict[str, str],
-                       content: bytes | None = None) -> httpx.Response:
+    async def _request(
+        self, method: str, path: str, *, headers: dict[str, str], content: bytes | None = None
+    ) -> httpx.Response:
         if self._client is None:
             raise TransportError(f"{method} {path}: not connected")
         if self._tokens is not None:
@@ -148,8 +165,8 @@ class HttpsTransport:
         url = f"{self._identity_path}{path}"
         try:
             response = await self._client.request(
-                method, url, params={"api-version": API_VERSION}, headers=headers,
-                content=content)
+                method, url, params={"api-version": API_VERSION}, headers=headers, content=content
+            )
         except httpx.TimeoutException as exc:
             raise TransportError(f"{method} {path}: timed out ({type(exc).__name__})") from exc
         except (httpx.HTTPError, ssl.SSLError, OSError) as exc:
@@ -165,19 +182,20 @@ def _message_headers(message: Message) -> dict[str, str]:
         headers["iothub-contenttype"] = _header_value("content_type", message.content_type)
     if message.content_encoding is not None:
         headers["iothub-contentencoding"] = _header_value(
-            "content_encoding", message.content_encoding)
+            "content_encoding", message.content_encoding
+        )
     if message.message_id is not None:
         headers["iothub-messageid"] = _header_value("message_id", message.message_id)
     if message.correlation_id is not None:
-        headers["iothub-correlationid"] = _header_value(
-            "correlation_id", message.correlation_id)
+        headers["iothub-correlationid"] = _header_value("correlation_id", message.correlation_id)
     if message.interface_id is not None:
         headers["iothub-interface-id"] = _header_value("interface_id", message.interface_id)
     for name, value in message.properties.items():
         if not _TOKEN.fullmatch(name):
             raise RejectedError(
                 f"application property name {name!r} cannot be sent over HTTPS: use letters, "
-                "digits and !#$%&'*+-.^_`|~ only")
+                "digits and !#$%&'*+-.^_`|~ only"
+            )
         headers[f"iothub-app-{name}"] = _header_value(f"property {name!r}", value)
     return headers
 
@@ -193,7 +211,8 @@ def _json(response: httpx.Response) -> Any:
         return orjson.loads(response.content)
     except orjson.JSONDecodeError:
         raise TransportError(
-            f"the hub answered {response.request.method} with invalid JSON") from None
+            f"the hub answered {response.request.method} with invalid JSON"
+        ) from None
 
 
 def _error_for(response: httpx.Response, what: str, now: float) -> SdkError:
@@ -203,8 +222,9 @@ def _error_for(response: httpx.Response, what: str, now: float) -> SdkError:
     if status in (401, 403):
         return AuthError(text, status=status)
     if status == 429:
-        return ThrottledError(text, retry_after=_retry_after(
-            response.headers.get("Retry-After"), now))
+        return ThrottledError(
+            text, retry_after=_retry_after(response.headers.get("Retry-After"), now)
+        )
     if 400 <= status < 500:
         return RejectedError(reason, status=status)
     return TransportError(text)

@@ -31,8 +31,9 @@ class Message:
     @classmethod
     def json(cls, value: Any, **kwargs: Any) -> Message:
         """A message whose body is ``value`` as JSON."""
-        return cls(orjson.dumps(value), content_type="application/json",
-                   content_encoding="utf-8", **kwargs)
+        return cls(
+            orjson.dumps(value), content_type="application/json", content_encoding="utf-8", **kwargs
+        )
 
     @property
     def is_security_message(self) -> bool:

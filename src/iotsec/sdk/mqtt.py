@@ -107,20 +107,34 @@ class _Bridge:
     def __init__(self, call: Callable[..., object], owner: MqttTransport) -> None:
         self._call, self._owner = call, owner
 
-    def on_connect(self, client: mqtt.Client, _u: Any, _f: ConnectFlags, reason: ReasonCode,
-                   _p: Properties | None) -> None:
+    def on_connect(
+        self,
+        client: mqtt.Client,
+        _u: Any,
+        _f: ConnectFlags,
+        reason: ReasonCode,
+        _p: Properties | None,
+    ) -> None:
         self._call(self._owner._on_connack, client, reason)
 
-    def on_disconnect(self, client: mqtt.Client, _u: Any, _f: DisconnectFlags,
-                      reason: ReasonCode, _p: Properties | None) -> None:
+    def on_disconnect(
+        self,
+        client: mqtt.Client,
+        _u: Any,
+        _f: DisconnectFlags,
+        reason: ReasonCode,
+        _p: Properties | None,
+    ) -> None:
         self._call(self._owner._on_lost, client, reason)
 
-    def on_publish(self, client: mqtt.Client, _u: Any, mid: int, _r: ReasonCode,
-                   _p: Properties) -> None:
+    def on_publish(
+        self, client: mqtt.Client, _u: Any, mid: int, _r: ReasonCode, _p: Properties
+    ) -> None:
         self._call(self._owner._on_ack, self._owner._acks, client, mid, None)
 
-    def on_subscribe(self, client: mqtt.Client, _u: Any, mid: int, codes: list[ReasonCode],
-                     _p: Properties | None) -> None:
+    def on_subscribe(
+        self, client: mqtt.Client, _u: Any, mid: int, codes: list[ReasonCode], _p: Properties | None
+    ) -> None:
         self._call(self._owner._on_ack, self._owner._subacks, client, mid, codes)
 
     def on_message(self, _client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
@@ -143,7 +157,8 @@ class MqttTransport:
         timeout: float = 30.0,
     ) -> None:
         self._auth = DeviceAuth.from_connection_string(
-            conn, ca_file=ca_file, cert_file=cert_file, key_file=key_file)
+            conn, ca_file=ca_file, cert_file=cert_file, key_file=key_file
+        )
         self._conn = conn
         self._port = port
         self._keepalive = keepalive
@@ -152,12 +167,16 @@ class MqttTransport:
         self._tokens: SasTokenProvider | None = None
         if conn.shared_access_key is not None:
             self._tokens = SasTokenProvider(
-                conn.resource_uri, conn.shared_access_key,
-                policy_name=conn.shared_access_key_name, ttl=token_ttl,
-                renew_before=self._margin)
+                conn.resource_uri,
+                conn.shared_access_key,
+                policy_name=conn.shared_access_key_name,
+                ttl=token_ttl,
+                renew_before=self._margin,
+            )
         self.client_id = build_client_id(conn.device_id, conn.module_id)
-        self.username = build_username(conn.host_name, conn.device_id, conn.module_id,
-                                       client_type=f"iotsec/{__version__}")
+        self.username = build_username(
+            conn.host_name, conn.device_id, conn.module_id, client_type=f"iotsec/{__version__}"
+        )
         self._client: mqtt.Client | None = None  # the live (or opening) connection
         self._connected = False
         self._switching = False
@@ -187,8 +206,11 @@ class MqttTransport:
             return
         self._closed = True
         current = asyncio.current_task()  # close() may be called from a handler
-        tasks = [t for t in (self._renewal, self._dispatcher, *self._tasks)
-                 if t is not None and t is not current]
+        tasks = [
+            t
+            for t in (self._renewal, self._dispatcher, *self._tasks)
+            if t is not None and t is not current
+        ]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -199,8 +221,10 @@ class MqttTransport:
     async def send(self, message: Message) -> None:
         """Publish one D2C message at QoS 1; returns after the hub's PUBACK."""
         if len(message.body) > MAX_MESSAGE_BYTES:
-            raise RejectedError(f"message body of {len(message.body)} bytes is over the "
-                                f"hub's limit of {MAX_MESSAGE_BYTES}")
+            raise RejectedError(
+                f"message body of {len(message.body)} bytes is over the "
+                f"hub's limit of {MAX_MESSAGE_BYTES}"
+            )
         try:
             topic = build_d2c_topic(self._conn.device_id, self._conn.module_id, message)
         except TopicError as exc:
@@ -243,8 +267,9 @@ class MqttTransport:
     def on_message(self, handler: MessageHandler) -> None:
         """Call ``handler`` with each C2D message; subscribes at once if already connected."""
         if self._conn.module_id is not None:
-            raise NotSupportedError("IoT Hub delivers cloud-to-device messages to devices, "
-                                    "not to modules")
+            raise NotSupportedError(
+                "IoT Hub delivers cloud-to-device messages to devices, not to modules"
+            )
         self._message_handlers.append(handler)
         if self._connected and len(self._message_handlers) == 1 and self._client is not None:
             self._spawn(self._subscribe(self._client, [self._c2d_filter]))
@@ -268,13 +293,18 @@ class MqttTransport:
         return self._client
 
     def _new_client(self) -> mqtt.Client:
-        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                             client_id=self.client_id, protocol=mqtt.MQTTv311,
-                             clean_session=False, reconnect_on_failure=False)
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=False,
+            reconnect_on_failure=False,
+        )
         client.enable_logger(_log.getChild("paho"))  # paho logs packet flags, never the password
         client.connect_timeout = self._timeout
-        client.username_pw_set(self.username, None if self._tokens is None
-                               else self._tokens.token())
+        client.username_pw_set(
+            self.username, None if self._tokens is None else self._tokens.token()
+        )
         client.tls_set_context(self._ssl_context())
         bridge = _Bridge(asyncio.get_running_loop().call_soon_threadsafe, self)
         client.on_connect, client.on_disconnect = bridge.on_connect, bridge.on_disconnect
@@ -311,8 +341,12 @@ class MqttTransport:
             await self._subscribe(client, filters)
         except BaseException as exc:
             connack.cancel()  # nobody awaits it any more
-            await self._stop(client, exc if isinstance(exc, SdkError) else
-                             TransportError("connection attempt abandoned"))
+            await self._stop(
+                client,
+                exc
+                if isinstance(exc, SdkError)
+                else TransportError("connection attempt abandoned"),
+            )
             raise
         self._connected = True
         _log.info("connected to %s:%s as %s", host, self._port, self.client_id)
@@ -373,8 +407,7 @@ class MqttTransport:
         if refused or len(granted) != len(filters):
             raise TransportError(f"hub refused subscriptions {refused or filters}")
 
-    async def _twin_request(self, op: TwinOp, body: bytes,
-                            what: str) -> tuple[TwinResponse, bytes]:
+    async def _twin_request(self, op: TwinOp, body: bytes, what: str) -> tuple[TwinResponse, bytes]:
         client = await self._ensure_connected()
         rid = str(next(self._rids))
         future = self._twin[rid] = asyncio.get_running_loop().create_future()
@@ -415,8 +448,11 @@ class MqttTransport:
             _log.warning("background MQTT operation failed: %s", task.exception())
 
     def _fail_pending(self, error: SdkError) -> None:
-        waiting: list[asyncio.Future[Any]] = [*self._acks.values(), *self._subacks.values(),
-                                               *self._twin.values()]
+        waiting: list[asyncio.Future[Any]] = [
+            *self._acks.values(),
+            *self._subacks.values(),
+            *self._twin.values(),
+        ]
         for future in waiting:
             if not future.done():
                 future.set_exception(error)
@@ -441,8 +477,9 @@ class MqttTransport:
         self._fail_pending(error)
         self._spawn(self._blocking(client.loop_stop))
 
-    def _on_ack(self, table: dict[int, asyncio.Future[_T]], client: mqtt.Client, mid: int,
-                value: _T) -> None:
+    def _on_ack(
+        self, table: dict[int, asyncio.Future[_T]], client: mqtt.Client, mid: int, value: _T
+    ) -> None:
         """A PUBACK or SUBACK; packet ids restart with each paho client, so check which."""
         future = table.pop(mid, None) if client is self._client else None
         if future is not None and not future.done():

@@ -52,8 +52,9 @@ class RetryPolicy:
         if self.initial_delay < 0:
             raise ValueError(f"initial_delay must be >= 0, not {self.initial_delay}")
         if self.max_delay < self.initial_delay:
-            raise ValueError(f"max_delay ({self.max_delay}) must be >= initial_delay "
-                             f"({self.initial_delay})")
+            raise ValueError(
+                f"max_delay ({self.max_delay}) must be >= initial_delay ({self.initial_delay})"
+            )
         if self.multiplier < 1:
             raise ValueError(f"multiplier must be >= 1, not {self.multiplier}")
         if self.max_attempts is not None and self.max_attempts < 1:
@@ -69,7 +70,7 @@ class RetryPolicy:
     def backoff(self, attempt: int) -> float:
         """The ceiling of the delay after failed attempt number ``attempt`` (1-based)."""
         exponent = min(max(attempt - 1, 0), _MAX_EXPONENT)
-        return min(self.max_delay, self.initial_delay * self.multiplier ** exponent)
+        return min(self.max_delay, self.initial_delay * self.multiplier**exponent)
 
     def next_delay(self, attempt: int, error: SdkError, *, elapsed: float = 0.0) -> float | None:
         """Seconds to wait before the next attempt, or None to give up.

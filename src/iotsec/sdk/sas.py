@@ -77,7 +77,10 @@ def compute_signature(uri: str, key: str | bytes, expiry: int) -> str:
 
 
 def generate_sas_token(
-    uri: str, key: str | bytes, expiry: int, policy_name: str | None = None,
+    uri: str,
+    key: str | bytes,
+    expiry: int,
+    policy_name: str | None = None,
 ) -> str:
     """A ``SharedAccessSignature sr=...&sig=...&se=...[&skn=...]`` token for ``uri``.
 
@@ -121,7 +124,7 @@ def parse_sas_token(token: str) -> SasToken:
     if not token.startswith(_PREFIX):
         raise SasTokenError("not a SAS token: expected 'SharedAccessSignature sr=...'")
     values: dict[str, str] = {}
-    for part in token[len(_PREFIX):].split("&"):
+    for part in token[len(_PREFIX) :].split("&"):
         name, sep, value = part.partition("=")
         if not sep or not value:
             raise SasTokenError(f"malformed SAS token field {name[:8]!r}: expected name=value")
@@ -195,8 +198,9 @@ class SasTokenProvider:
     def renew(self) -> str:
         """Make a fresh token valid for ``ttl`` seconds from now, and return it."""
         expiry = int(self._clock() + self._ttl)
-        self._token = _token(self._uri, _sign(self._key, self._uri, expiry), expiry,
-                             self._policy_name)
+        self._token = _token(
+            self._uri, _sign(self._key, self._uri, expiry), expiry, self._policy_name
+        )
         self._expires_at = expiry
         return self._token
 

@@ -141,8 +141,14 @@ class Username:
         return self.params.get("api-version")
 
 
-def build_username(host: str, device_id: str, module_id: str | None = None, *,
-                   api_version: str = API_VERSION, client_type: str | None = None) -> str:
+def build_username(
+    host: str,
+    device_id: str,
+    module_id: str | None = None,
+    *,
+    api_version: str = API_VERSION,
+    client_type: str | None = None,
+) -> str:
     """``{host}/{device}[/{module}]/?api-version=...[&DeviceClientType=...]``."""
     client_id = build_client_id(device_id, module_id)
     if not host or "/" in host:
@@ -198,10 +204,14 @@ class PropertyBag:
         """The bag that carries ``message``'s properties; refuses ``$``-prefixed app names."""
         for key in message.properties:
             if not key or key.startswith("$"):
-                raise TopicError(key, "application property names must be non-empty "
-                                      "and must not start with '$'")
-        system = {wire: value for wire, attr in _MESSAGE_FIELDS.items()
-                  if (value := getattr(message, attr)) is not None}
+                raise TopicError(
+                    key, "application property names must be non-empty and must not start with '$'"
+                )
+        system = {
+            wire: value
+            for wire, attr in _MESSAGE_FIELDS.items()
+            if (value := getattr(message, attr)) is not None
+        }
         return cls(system, dict(message.properties))
 
     @classmethod
@@ -224,8 +234,9 @@ class PropertyBag:
 
     def message(self, body: bytes) -> Message:
         """A ``Message`` with ``body`` and these properties (unmodelled system ones are dropped)."""
-        fields = {attr: self.system[wire] for wire, attr in _MESSAGE_FIELDS.items()
-                  if wire in self.system}
+        fields = {
+            attr: self.system[wire] for wire, attr in _MESSAGE_FIELDS.items() if wire in self.system
+        }
         return Message(body, dict(self.application), **fields)
 
 
@@ -263,8 +274,12 @@ def parse_d2c_topic(topic: str) -> D2cTopic:
     parts = topic.split("/", 6)
     if len(parts) >= 5 and parts[0] == "devices" and parts[2:4] == ["messages", "events"]:
         device_id, module_id, bag = parts[1], None, "/".join(parts[4:])
-    elif (len(parts) >= 7 and parts[0] == "devices" and parts[2] == "modules"
-          and parts[4:6] == ["messages", "events"]):
+    elif (
+        len(parts) >= 7
+        and parts[0] == "devices"
+        and parts[2] == "modules"
+        and parts[4:6] == ["messages", "events"]
+    ):
         device_id, module_id, bag = parts[1], parts[3], parts[6]
     else:
         raise TopicError(topic, "not a device-to-cloud topic")
@@ -289,8 +304,9 @@ class C2dTopic:
         return self.properties.message(body)
 
 
-def build_c2d_topic(device_id: str, message: Message, *,
-                    extra_system: Iterable[tuple[str, str]] = ()) -> str:
+def build_c2d_topic(
+    device_id: str, message: Message, *, extra_system: Iterable[tuple[str, str]] = ()
+) -> str:
     """``devices/{d}/messages/devicebound/{bag}`` (the hub's side of C2D)."""
     bag = PropertyBag.of(message)
     bag = PropertyBag({**bag.system, **dict(extra_system)}, bag.application)
@@ -365,7 +381,7 @@ def parse_twin_request(topic: str) -> TwinRequest:
     for op in TwinOp:
         prefix = f"{_TWIN}{op.value}?"
         if topic.startswith(prefix):
-            props = _parse_pairs(topic[len(prefix):], topic)
+            props = _parse_pairs(topic[len(prefix) :], topic)
             if "$rid" not in props:
                 raise TopicError(topic, "twin request without $rid")
             return TwinRequest(op, _check_rid(props["$rid"]))
@@ -390,8 +406,9 @@ def parse_twin_response(topic: str) -> TwinResponse:
     props = _parse_pairs(query, topic)
     if "$rid" not in props:
         raise TopicError(topic, "twin response without $rid")
-    return TwinResponse(int(status), _check_rid(props["$rid"]),
-                        _parse_version(props.get("$version"), topic))
+    return TwinResponse(
+        int(status), _check_rid(props["$rid"]), _parse_version(props.get("$version"), topic)
+    )
 
 
 def twin_desired_topic(version: int) -> str:
@@ -403,7 +420,7 @@ def parse_twin_desired(topic: str) -> DesiredTopic:
     """Parse a desired-properties notification topic."""
     if not topic.startswith(_DESIRED_PREFIX):
         raise TopicError(topic, "not a desired-properties topic")
-    query = topic[len(_DESIRED_PREFIX):]
+    query = topic[len(_DESIRED_PREFIX) :]
     if query and not query.startswith("?"):
         raise TopicError(topic, "not a desired-properties topic")
     props = _parse_pairs(query[1:], topic) if len(query) > 1 else {}
