@@ -7,11 +7,12 @@ Each component has one base class under the root, and its own tree below that::
     |   +-- MessageTooLarge          refused before parsing (over 262,144 bytes)
     |   +-- MessageInvalid           failed to decode; carries FieldIssue(path, reason) items
     |   +-- DefenderReportInvalid    an AWS Device Defender metrics report failed to decode
+    +-- ProtocolError                iotsec.protocol: IoT Hub conventions shared by SDK and hub
+    |   +-- SasTokenError            a malformed SAS token, or a key that cannot sign
+    |   +-- TopicError               a topic, username or client id off the IoT Hub conventions
     +-- SdkError                     iotsec.sdk: the device client
         +-- ConnectionStringError    a connection string (or cert file) that cannot be used
-        +-- SasTokenError            a malformed SAS token, or a key that cannot sign
         +-- NotSupportedError        not possible on this transport (push over HTTPS)
-        +-- TopicError               a topic, username or client id off the IoT Hub conventions
         +-- AuthError                the hub refused our credentials (never retried)
         +-- ThrottledError           the hub asked us to slow down (429 / quota)
         +-- RejectedError            the hub refused the message, with its reason

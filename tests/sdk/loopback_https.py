@@ -23,8 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from iotsec.protocol.sas import generate_sas_token, parse_sas_token, resource_uri
 from iotsec.sdk.errors import SasTokenError
-from iotsec.sdk.sas import generate_sas_token, parse_sas_token, resource_uri
 from iotsec.sdk.twin import merge_patch
 from tests.tls import LoopbackPki
 

@@ -25,10 +25,9 @@ import orjson
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from iotsec.sdk.errors import SasTokenError
-from iotsec.sdk.message import Message
-from iotsec.sdk.sas import generate_sas_token, parse_sas_token, resource_uri
-from iotsec.sdk.topics import (
+from iotsec.protocol.message import Message
+from iotsec.protocol.sas import generate_sas_token, parse_sas_token, resource_uri
+from iotsec.protocol.topics import (
     TWIN_DESIRED_FILTER,
     TWIN_RESPONSE_FILTER,
     PropertyBag,
@@ -43,6 +42,7 @@ from iotsec.sdk.topics import (
     twin_desired_topic,
     twin_response_topic,
 )
+from iotsec.sdk.errors import SasTokenError
 from tests.tls import CertFiles, LoopbackPki
 
 # == codec ====================================================================================

@@ -14,7 +14,7 @@ MODULES = [
     "iotsec.sdk.https",
     "iotsec.sdk.memory",
     "iotsec.sdk.retry",
-    "iotsec.sdk.sas",
+    "iotsec.protocol.sas",
     "iotsec.sdk.twin",
 ]
 

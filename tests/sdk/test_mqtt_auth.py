@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from iotsec.protocol.message import Message
 from iotsec.sdk.connection_string import ConnectionString
 from iotsec.sdk.errors import AuthError, TransportError
-from iotsec.sdk.message import Message
 from iotsec.sdk.mqtt import MqttTransport
 from tests.sdk.loopback_mqtt import LoopbackHub, write_other_ca
 from tests.sdk.test_mqtt_transport import KEY, make_transport, paho_threads

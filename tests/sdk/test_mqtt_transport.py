@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from iotsec.protocol.message import Message
 from iotsec.schema import SECURITY_INTERFACE_ID
 from iotsec.sdk.connection_string import ConnectionString
 from iotsec.sdk.errors import (
@@ -21,7 +22,6 @@ from iotsec.sdk.errors import (
     ThrottledError,
     TransportError,
 )
-from iotsec.sdk.message import Message
 from iotsec.sdk.mqtt import MqttTransport
 from iotsec.sdk.transport import Transport
 from tests.sdk.loopback_mqtt import LoopbackHub

@@ -7,6 +7,15 @@
 
 from typing import TYPE_CHECKING, Any
 
+from iotsec.protocol.message import Message
+from iotsec.protocol.sas import (
+    SasToken,
+    SasTokenProvider,
+    compute_signature,
+    generate_sas_token,
+    parse_sas_token,
+    resource_uri,
+)
 from iotsec.sdk.client import AsyncDeviceClient, DeviceClient, TransportKind, make_transport
 from iotsec.sdk.connection_string import ConnectionString, DeviceAuth
 from iotsec.sdk.core import build_security_messages
@@ -24,16 +33,7 @@ from iotsec.sdk.errors import (
 )
 from iotsec.sdk.https import API_VERSION, HttpsTransport
 from iotsec.sdk.memory import MemoryTransport
-from iotsec.sdk.message import Message
 from iotsec.sdk.retry import RetryPolicy, is_retryable
-from iotsec.sdk.sas import (
-    SasToken,
-    SasTokenProvider,
-    compute_signature,
-    generate_sas_token,
-    parse_sas_token,
-    resource_uri,
-)
 from iotsec.sdk.transport import DesiredHandler, MessageHandler, Transport
 from iotsec.sdk.twin import merge_patch
 

@@ -27,12 +27,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
+from iotsec.protocol.message import Message
 from iotsec.schema import MAX_MESSAGE_BYTES, Event
 from iotsec.sdk.connection_string import ConnectionString
 from iotsec.sdk.core import build_security_messages
 from iotsec.sdk.errors import ClientClosedError, SdkError
 from iotsec.sdk.https import HttpsTransport
-from iotsec.sdk.message import Message
 from iotsec.sdk.retry import RetryPolicy
 from iotsec.sdk.transport import DesiredHandler, MessageHandler, Transport
 

@@ -18,8 +18,8 @@ from base64 import b64decode
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from iotsec.protocol.sas import resource_uri
 from iotsec.sdk.errors import ConnectionStringError
-from iotsec.sdk.sas import resource_uri
 
 __all__ = ["ConnectionString", "DeviceAuth"]
 

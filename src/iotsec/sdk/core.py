@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 
 import msgspec
 
+from iotsec.protocol.message import Message
 from iotsec.schema import (
     MAX_MESSAGE_BYTES,
     SECURITY_INTERFACE_ID,
@@ -28,7 +29,6 @@ from iotsec.schema import (
     encode_message,
 )
 from iotsec.sdk.errors import RejectedError
-from iotsec.sdk.message import Message
 
 __all__ = ["build_security_messages"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from iotsec.errors import IotsecError
+from iotsec.protocol.errors import SasTokenError, TopicError
 
 __all__ = [
     "AuthError",
@@ -24,10 +25,6 @@ class SdkError(IotsecError):
 
 class ConnectionStringError(SdkError):
     """A connection string that cannot be used; the message names the key that is wrong."""
-
-
-class SasTokenError(SdkError):
-    """A SAS token that is malformed, or a key that cannot sign one. Never retried."""
 
 
 class NotSupportedError(SdkError):
@@ -65,12 +62,3 @@ class TransportError(SdkError):
 
 class ClientClosedError(SdkError):
     """The client was used after it was closed."""
-
-
-class TopicError(SdkError):
-    """A topic, username or client id that does not follow the IoT Hub conventions."""
-
-    def __init__(self, text: str, reason: str) -> None:
-        super().__init__(f"{reason}: {text!r}")
-        self.text = text
-        self.reason = reason

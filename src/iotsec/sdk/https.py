@@ -23,6 +23,8 @@ import httpx
 import orjson
 
 from iotsec import __version__
+from iotsec.protocol.message import Message
+from iotsec.protocol.sas import SasTokenProvider
 from iotsec.sdk.connection_string import ConnectionString, DeviceAuth
 from iotsec.sdk.errors import (
     AuthError,
@@ -32,8 +34,6 @@ from iotsec.sdk.errors import (
     ThrottledError,
     TransportError,
 )
-from iotsec.sdk.message import Message
-from iotsec.sdk.sas import SasTokenProvider
 from iotsec.sdk.transport import DesiredHandler, MessageHandler
 
 __all__ = ["API_VERSION", "HttpsTransport"]

@@ -16,8 +16,8 @@ import copy
 import inspect
 from typing import Any
 
+from iotsec.protocol.message import Message
 from iotsec.sdk.errors import SdkError, TransportError
-from iotsec.sdk.message import Message
 from iotsec.sdk.transport import DesiredHandler, MessageHandler
 from iotsec.sdk.twin import merge_patch
 

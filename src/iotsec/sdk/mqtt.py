@@ -32,20 +32,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from iotsec import __version__
-from iotsec.schema import MAX_MESSAGE_BYTES
-from iotsec.sdk.connection_string import ConnectionString, DeviceAuth
-from iotsec.sdk.errors import (
-    AuthError,
-    ClientClosedError,
-    NotSupportedError,
-    RejectedError,
-    SdkError,
-    ThrottledError,
-    TransportError,
-)
-from iotsec.sdk.message import Message
-from iotsec.sdk.sas import SasTokenProvider
-from iotsec.sdk.topics import (
+from iotsec.protocol.message import Message
+from iotsec.protocol.sas import SasTokenProvider
+from iotsec.protocol.topics import (
     TWIN_DESIRED_FILTER,
     TWIN_RESPONSE_FILTER,
     TopicError,
@@ -59,6 +48,17 @@ from iotsec.sdk.topics import (
     parse_twin_desired,
     parse_twin_response,
     twin_request_topic,
+)
+from iotsec.schema import MAX_MESSAGE_BYTES
+from iotsec.sdk.connection_string import ConnectionString, DeviceAuth
+from iotsec.sdk.errors import (
+    AuthError,
+    ClientClosedError,
+    NotSupportedError,
+    RejectedError,
+    SdkError,
+    ThrottledError,
+    TransportError,
 )
 from iotsec.sdk.transport import DesiredHandler, MessageHandler
 

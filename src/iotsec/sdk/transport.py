@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
 
-from iotsec.sdk.message import Message
+from iotsec.protocol.message import Message
 
 __all__ = ["DesiredHandler", "MessageHandler", "Transport"]
 

@@ -8,10 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iotsec.schema import SECURITY_INTERFACE_ID
-from iotsec.sdk.errors import SdkError
-from iotsec.sdk.message import Message
-from iotsec.sdk.topics import (
+from iotsec.protocol.errors import ProtocolError
+from iotsec.protocol.message import Message
+from iotsec.protocol.topics import (
     API_VERSION,
     TWIN_DESIRED_FILTER,
     TWIN_RESPONSE_FILTER,
@@ -37,6 +36,7 @@ from iotsec.sdk.topics import (
     twin_request_topic,
     twin_response_topic,
 )
+from iotsec.schema import SECURITY_INTERFACE_ID
 
 ID_CHARS = "abcXYZ019-.%_*?!(),:=@$'"
 ids = st.text(alphabet=ID_CHARS, min_size=1, max_size=20)
@@ -147,7 +147,7 @@ def test_parse_d2c_rejects_malformed_topics(topic: str) -> None:
     with pytest.raises(TopicError) as info:
         parse_d2c_topic(topic)
     assert info.value.text == topic
-    assert isinstance(info.value, SdkError)
+    assert isinstance(info.value, ProtocolError)
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
 
-from iotsec.sdk.errors import SasTokenError
+from iotsec.protocol.errors import SasTokenError
 
 __all__ = [
     "SasToken",

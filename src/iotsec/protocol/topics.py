@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from urllib.parse import quote, unquote
 
-from iotsec.sdk.errors import TopicError
-from iotsec.sdk.message import Message
+from iotsec.protocol.errors import TopicError
+from iotsec.protocol.message import Message
 
 __all__ = [
     "API_VERSION",
