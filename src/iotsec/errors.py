@@ -11,13 +11,18 @@ Each component has one base class under the root, and its own tree below that::
     |   +-- SasTokenError            a malformed SAS token, or a key that cannot sign
     |   +-- TopicError               a topic, username or client id off the IoT Hub conventions
     +-- SdkError                     iotsec.sdk: the device client
-        +-- ConnectionStringError    a connection string (or cert file) that cannot be used
-        +-- NotSupportedError        not possible on this transport (push over HTTPS)
-        +-- AuthError                the hub refused our credentials (never retried)
-        +-- ThrottledError           the hub asked us to slow down (429 / quota)
-        +-- RejectedError            the hub refused the message, with its reason
-        +-- TransportError           the network or TLS failed (retried)
-        +-- ClientClosedError        the client was used after close()
+    |   +-- ConnectionStringError    a connection string (or cert file) that cannot be used
+    |   +-- NotSupportedError        not possible on this transport (push over HTTPS)
+    |   +-- AuthError                the hub refused our credentials (never retried)
+    |   +-- ThrottledError           the hub asked us to slow down (429 / quota)
+    |   +-- RejectedError            the hub refused the message, with its reason
+    |   +-- TransportError           the network or TLS failed (retried)
+    |   +-- ClientClosedError        the client was used after close()
+    +-- StreamError                  iotsec.stream: the durable log between hub and analytics
+        +-- RecordInvalid            a record that cannot be built (empty key, non-bytes body)
+        +-- InvalidRequest           a partition out of range, a negative offset, a bad limit
+        +-- LogError                 the log's storage failed (sqlite3/OSError); carries the path
+            +-- LogClosed            the log was used after close()
 
 Errors carry structured context (JSON path, device id, status) as attributes, and foreign
 exceptions (OSError, ssl.SSLError, httpx errors) are translated where they are met.
