@@ -7,7 +7,7 @@ HubError
 |   +-- PreconditionFailed      an If-Match etag that no longer matches
 |   +-- InvalidIdentity         an id, key or thumbprint that IoT Hub would refuse
 +-- TwinError
-|   +-- TwinTooLarge            a twin section over 32 KB after the patch
+|   +-- TwinTooLarge            a twin section over its size limit (8 KB tags, 32 KB properties)
 |   +-- InvalidTwinPatch        not a JSON object, too deep, or a forbidden key
 +-- AuthFailure                 a refused connect or request; ``reason`` says which check failed
 +-- HubConfigError              hub configuration that cannot be used (bad CIDR, TLS version)
@@ -48,13 +48,16 @@ class RegistryError(HubError):
 
 
 class IdentityNotFound(RegistryError):
-    """No such device, module or access policy."""
+    """No such device, module or access policy (``kind`` says which; for a policy, its name)."""
 
-    def __init__(self, device_id: str, module_id: str | None = None) -> None:
-        what = f"module {device_id}/{module_id}" if module_id else f"device {device_id}"
+    def __init__(
+        self, device_id: str, module_id: str | None = None, *, kind: str = "device"
+    ) -> None:
+        what = f"module {device_id}/{module_id}" if module_id else f"{kind} {device_id}"
         super().__init__(f"{what} not found")
         self.device_id = device_id
         self.module_id = module_id
+        self.kind = "module" if module_id else kind
 
 
 class IdentityExists(RegistryError):
@@ -72,7 +75,11 @@ class PreconditionFailed(RegistryError):
 
 
 class InvalidIdentity(RegistryError):
-    """An id, key or thumbprint that IoT Hub would refuse; the message names it."""
+    """An id, key or thumbprint that IoT Hub would refuse; ``field`` names it."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class TwinError(HubError):
@@ -90,7 +97,15 @@ class TwinTooLarge(TwinError):
 
 
 class InvalidTwinPatch(TwinError):
-    """A twin patch that is not a JSON object, is too deep, or sets a forbidden key."""
+    """A twin patch that is not a JSON object, is too deep, or sets a forbidden key.
+
+    ``path`` is the JSON path of the offending key or value (``desired.a.b``), when known.
+    """
+
+    def __init__(self, reason: str, *, path: str | None = None) -> None:
+        super().__init__(f"{path}: {reason}" if path else reason)
+        self.reason = reason
+        self.path = path
 
 
 class AuthFailureReason(StrEnum):
