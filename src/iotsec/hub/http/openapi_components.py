@@ -1,0 +1,212 @@
+"""The reusable parts of the OpenAPI document: schemas, parameters, responses, security."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["PARAMETERS", "RESPONSES", "SCHEMAS", "SECURITY_SCHEMES", "json_content", "ref"]
+
+_JSON = "application/json"
+
+
+def ref(name: str) -> dict[str, str]:
+    """A reference to a component schema."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def json_content(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    """A response with a JSON body of ``schema``."""
+    return {"description": description, "content": {_JSON: {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return json_content(ref("Error"), description)
+
+
+_STR = {"type": "string"}
+_NULLABLE_STR = {"type": ["string", "null"]}
+_AUTHENTICATION = {
+    "type": "object",
+    "properties": {
+        "type": {"enum": ["sas", "selfSigned", "certificateAuthority"]},
+        "symmetricKey": {
+            "type": "object",
+            "properties": {"primaryKey": _NULLABLE_STR, "secondaryKey": _NULLABLE_STR},
+        },
+        "x509Thumbprint": {
+            "type": "object",
+            "properties": {
+                "primaryThumbprint": _NULLABLE_STR,
+                "secondaryThumbprint": _NULLABLE_STR,
+            },
+        },
+    },
+}
+_IDENTITY = {
+    "deviceId": _STR,
+    "generationId": _STR,
+    "etag": _STR,
+    "connectionState": {"enum": ["Connected", "Disconnected"]},
+    "connectionStateUpdatedTime": _STR,
+    "lastActivityTime": _STR,
+    "cloudToDeviceMessageCount": {"type": "integer"},
+    "authentication": ref("Authentication"),
+}
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["Message", "ExceptionMessage"],
+        "properties": {
+            "Message": {**_STR, "description": "ErrorCode:<code>;<what went wrong>"},
+            "ExceptionMessage": {**_STR, "description": "Tracking ID and time stamp."},
+            "issues": {
+                "type": "array",
+                "items": {"type": "object", "properties": {"path": _STR, "reason": _STR}},
+                "description": "Why a security message "
+                "was refused: the JSON path and reason of each problem.",
+            },
+        },
+    },
+    "Authentication": _AUTHENTICATION,
+    "Device": {
+        "type": "object",
+        "properties": {
+            **_IDENTITY,
+            "status": {"enum": ["enabled", "disabled"]},
+            "statusReason": _NULLABLE_STR,
+            "statusUpdatedTime": _STR,
+            "capabilities": {"type": "object", "properties": {"iotEdge": {"type": "boolean"}}},
+        },
+    },
+    "Module": {
+        "type": "object",
+        "properties": {"moduleId": _STR, **_IDENTITY, "managedBy": _NULLABLE_STR},
+    },
+    "Twin": {
+        "type": "object",
+        "properties": {
+            "deviceId": _STR,
+            "moduleId": _STR,
+            "etag": _STR,
+            "version": {"type": "integer"},
+            "status": _STR,
+            "tags": {"type": "object"},
+            "properties": {
+                "type": "object",
+                "properties": {"desired": {"type": "object"}, "reported": {"type": "object"}},
+            },
+        },
+    },
+    "TwinPatch": {
+        "type": "object",
+        "properties": {
+            "tags": {"type": "object"},
+            "properties": {"type": "object", "properties": {"desired": {"type": "object"}}},
+        },
+    },
+    "DeviceTwin": {
+        "type": "object",
+        "required": ["desired", "reported"],
+        "properties": {
+            "desired": {"type": "object", "required": ["$version"]},
+            "reported": {"type": "object", "required": ["$version"]},
+        },
+    },
+    "Version": {
+        "type": "object",
+        "required": ["$version"],
+        "properties": {"$version": {"type": "integer"}},
+    },
+    "HubConfiguration": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "ipFilterRules": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["filterName", "action", "ipMask"],
+                    "properties": {
+                        "filterName": _STR,
+                        "action": {"enum": ["Accept", "Reject"]},
+                        "ipMask": _STR,
+                    },
+                },
+            },
+            "ipFilterDefaultAction": {"enum": ["Accept", "Reject"]},
+            "minTlsVersion": {"enum": ["1.2", "1.3"]},
+            "ratePerDevice": {"type": "number", "exclusiveMinimum": 0},
+            "rateBurst": {"type": "integer", "minimum": 1},
+        },
+    },
+    "DeadLetter": {
+        "type": "object",
+        "properties": {
+            "time": {"type": "number"},
+            "deviceId": _STR,
+            "moduleId": _NULLABLE_STR,
+            "protocol": _STR,
+            "reason": _STR,
+            "eventIndex": {"type": ["integer", "null"]},
+            "truncated": {"type": "boolean"},
+            "body": _STR,
+            "bodyEncoding": {"enum": ["utf-8", "base64"]},
+        },
+    },
+    "DeviceStatistics": {
+        "type": "object",
+        "properties": {
+            "totalDeviceCount": {"type": "integer"},
+            "enabledDeviceCount": {"type": "integer"},
+            "disabledDeviceCount": {"type": "integer"},
+        },
+    },
+}
+PARAMETERS = {
+    "apiVersion": {
+        "name": "api-version",
+        "in": "query",
+        "required": False,
+        "schema": _STR,
+        "description": "Accepted and ignored: any IoT Hub API version works.",
+    },
+    "deviceId": {"name": "device_id", "in": "path", "required": True, "schema": _STR},
+    "moduleId": {"name": "module_id", "in": "path", "required": True, "schema": _STR},
+    "lockToken": {
+        "name": "etag",
+        "in": "path",
+        "required": True,
+        "schema": _STR,
+        "description": "The lock token from the ETag of the received message.",
+    },
+    "ifMatch": {"name": "If-Match", "in": "header", "required": False, "schema": _STR},
+}
+RESPONSES = {
+    "BadRequest": _error("Bad input; the message says which field."),
+    "Unauthorized": _error("Bad, expired or missing credentials; the reason class is given."),
+    "Forbidden": _error("IP filtered, wrong identity, or a policy without the permission."),
+    "NotFound": _error("No such device or module."),
+    "Conflict": _error("The id is taken."),
+    "PreconditionFailed": _error("The If-Match etag or the lock token does not match."),
+    "TooLarge": _error("The body is over the size limit."),
+    "Throttled": {
+        **_error("Over the message rate; retry after Retry-After seconds."),
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    },
+}
+
+
+SECURITY_SCHEMES = {
+    "sas": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "SharedAccessSignature for the device or module.",
+    },
+    "policySas": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "SharedAccessSignature of a policy (skn=...).",
+    },
+}
