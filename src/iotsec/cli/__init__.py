@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from iotsec import __version__
-from iotsec.cli import schema_cmd
+from iotsec.cli import device_cmd, hub_cmd, schema_cmd
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -19,6 +19,10 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 
 #: Command groups by name, in the order ``iotsec --help`` lists them.
 COMMANDS: dict[str, Register] = {
+    "up": hub_cmd.register_up,
+    "info": hub_cmd.register_info,
+    "device": device_cmd.register,
+    "hub": hub_cmd.register_hub,
     "schema": schema_cmd.register,
 }
 

@@ -1,0 +1,234 @@
+"""The hub process: opens the stores, makes the PKI, and serves MQTT and HTTPS until stopped.
+
+Everything the hub keeps lives in the data dir::
+
+    registry.db      devices, modules, twins, policies, hub configuration
+    log.db           the durable log (device messages, operation logs, dead letters)
+    c2d.db           cloud-to-device queues
+    deadletters.db   the operator's copy of refused messages
+    tls/             local CA and server certificate (client-ca/, device-certs/: trusted certs)
+    owner.credential the iothubowner policy connection string (0600)
+    server.json      where the running hub listens, for the CLI
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from iotsec.hub.auth import Authenticator
+from iotsec.hub.c2d import C2dQueue
+from iotsec.hub.deadletters import DeadLetterStore
+from iotsec.hub.http.app import build_app
+from iotsec.hub.http.context import HubContext
+from iotsec.hub.http.server import https_server
+from iotsec.hub.hubconfig import HubConfiguration
+from iotsec.hub.ingest import Ingestor
+from iotsec.hub.mqtt.server import MqttEndpoint
+from iotsec.hub.oplog import OperationLog, OperationLogEntry
+from iotsec.hub.pki import HubPki, ensure_owner_credential, ensure_pki, load_certificates
+from iotsec.hub.ratelimit import RateLimiter
+from iotsec.hub.registry import SqliteRegistry
+from iotsec.hub.settings import HubSettings
+from iotsec.hub.tls import server_ssl_context
+from iotsec.stream import SqliteLog
+
+__all__ = ["HubServer"]
+
+log = logging.getLogger("iotsec.hub")
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_message: str) -> None:
+    return None
+
+
+class HubServer:
+    """One hub: ``await start()``, then ``await serve_forever()`` or ``await stop()``."""
+
+    def __init__(
+        self,
+        settings: HubSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_progress: Progress = _quiet,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._say = on_progress
+        self._stopping = asyncio.Event()
+        self._https_task: asyncio.Task[None] | None = None
+        self.mqtt_port = 0
+        self.https_port = 0
+
+    async def start(self) -> None:
+        """Open everything and start both listeners; writes ``server.json`` when serving."""
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(s.data_dir, 0o700)
+        if s.tls_cert is not None and s.tls_key is not None:
+            self.pki = HubPki.from_files(s.tls_cert, s.tls_key)
+        else:
+            names = sorted({s.public_host, socket.gethostname()} - {"localhost"})
+            self.pki = await asyncio.to_thread(
+                ensure_pki, s.data_dir, host_names=names, on_progress=self._say
+            )
+        self.registry = SqliteRegistry(s.data_dir / "registry.db")
+        owner = self.registry.policy("iothubowner")
+        assert owner is not None  # the registry creates the default policies on first open
+        ensure_owner_credential(s.data_dir, host_name=s.public_host, key=owner.keys.primary)
+        self.log = await SqliteLog.open(s.data_dir / "log.db")
+        self.oplog = OperationLog(self.log)
+        self.deadletters = DeadLetterStore(s.data_dir / "deadletters.db")
+        self.c2d = C2dQueue(s.data_dir / "c2d.db", clock=self.clock)
+        config = self.registry.hub_configuration()
+        self.limiter = RateLimiter(rate=config.rate_per_device, burst=config.rate_burst)
+        client_ca = (
+            [self.pki.ca, *sorted((s.tls_dir / "client-ca").glob("*.pem"))]
+            if (self.pki.ca is not None)
+            else sorted((s.tls_dir / "client-ca").glob("*.pem"))
+        )
+        device_certs = [p.read_bytes() for p in sorted((s.tls_dir / "device-certs").glob("*.pem"))]
+        cas = [cert for path in client_ca for cert in load_certificates(path)]
+        self.authenticator = Authenticator(
+            self.registry,
+            hub_host=s.public_host,
+            clock=self.clock,
+            ca_certificates=cas,
+            host_aliases=sorted({"localhost", "127.0.0.1", socket.gethostname(), s.hub_name}),
+        )
+        self.ssl_context = server_ssl_context(
+            self.pki, config, client_ca=client_ca, device_certificates=device_certs
+        )
+        self.ingestor = Ingestor(self.log, self.deadletters, self.limiter, clock=self.clock)
+        self.mqtt = MqttEndpoint(
+            registry=self.registry,
+            authenticator=self.authenticator,
+            ingestor=self.ingestor,
+            c2d=self.c2d,
+            oplog=self.oplog,
+            hub_host=s.public_host,
+            ssl_context=self.ssl_context,
+            host=s.host,
+            port=s.mqtt_port,
+            clock=self.clock,
+        )
+        context = HubContext(
+            registry=self.registry,
+            authenticator=self.authenticator,
+            ingestor=self.ingestor,
+            c2d=self.c2d,
+            deadletters=self.deadletters,
+            oplog=self.oplog,
+            hub_name=s.hub_name,
+            hub_host=s.public_host,
+            notify_c2d=self.mqtt.notify_c2d,
+            notify_desired=self.mqtt.notify_desired,
+            clock=self.clock,
+            is_connected=self._is_connected,
+            notify_configuration=self._configuration_changed,
+        )
+        server, sock = https_server(
+            build_app(context), self.ssl_context, host=s.host, port=s.https_port
+        )
+        self._uvicorn = server
+        self.https_port = int(sock.getsockname()[1])
+        await self.mqtt.start()
+        self.mqtt_port = self.mqtt.port
+        self._https_task = asyncio.get_running_loop().create_task(server.serve([sock]))
+        while not server.started:
+            if self._https_task.done():
+                self._https_task.result()  # raises what stopped it
+            await asyncio.sleep(0.01)
+        self._write_info()
+        await self.oplog.record(
+            OperationLogEntry(
+                time=self.clock(),
+                category="Configurations",
+                operation="hub-start",
+                protocol="cli",
+                properties={"mqttPort": str(self.mqtt_port), "httpsPort": str(self.https_port)},
+            )
+        )
+
+    def info(self) -> dict[str, Any]:
+        """What ``iotsec info`` prints and the CLI reads: names, URLs, CA, device host."""
+        s = self.settings
+        host = s.public_host
+        return {
+            "hub_name": s.hub_name,
+            "resource_id": s.resource_id,
+            "device_host": host,
+            "mqtt_url": f"mqtts://{host}:{self.mqtt_port}",
+            "https_url": f"https://{host}:{self.https_port}",
+            "service_url": f"https://{host}:{self.https_port}",
+            "mqtt_port": self.mqtt_port,
+            "https_port": self.https_port,
+            "bind_host": s.host,
+            "ca_file": str(self.pki.ca.resolve()) if self.pki.ca else None,
+            "data_dir": str(s.data_dir.resolve()),
+            "owner_credential": str((s.data_dir / "owner.credential").resolve()),
+            "pid": os.getpid(),
+            "started": self.clock(),
+        }
+
+    def _write_info(self) -> None:
+        path = self.settings.data_dir / "server.json"
+        temporary = path.with_suffix(".json.tmp")
+        temporary.write_bytes(orjson.dumps(self.info(), option=orjson.OPT_INDENT_2))
+        temporary.replace(path)
+
+    def _is_connected(self, device_id: str, module_id: str | None) -> bool:
+        key = device_id if module_id is None else f"{device_id}/{module_id}"
+        return key in self.mqtt.sessions
+
+    def _configuration_changed(self, config: HubConfiguration) -> None:
+        self.limiter.configure(rate=config.rate_per_device, burst=config.rate_burst)
+        # New handshakes use the new minimum; live connections keep what they negotiated.
+        self.ssl_context.minimum_version = (
+            ssl.TLSVersion.TLSv1_3 if config.min_tls_version == "1.3" else ssl.TLSVersion.TLSv1_2
+        )
+
+    def request_stop(self) -> None:
+        """Ask ``serve_forever`` to return (signal handlers call this)."""
+        self._stopping.set()
+
+    async def serve_forever(self) -> None:
+        """Serve until SIGINT/SIGTERM (or ``request_stop``), then stop cleanly."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, self.request_stop)
+        try:
+            await self._stopping.wait()
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        """Close the listeners, finish pending writes, close the stores."""
+        await self.mqtt.stop()
+        self._uvicorn.should_exit = True
+        if self._https_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._https_task, 10)
+        await self.oplog.record(
+            OperationLogEntry(
+                time=self.clock(), category="Configurations", operation="hub-stop", protocol="cli"
+            )
+        )
+        await self.oplog.drain()
+        await self.log.close()
+        self.c2d.close()
+        self.deadletters.close()
+        self.registry.close()
