@@ -34,9 +34,7 @@ Category = Literal[
 Protocol = Literal["mqtt", "https", "service", "cli"]
 
 
-class OperationLogEntry(
-    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, rename="camel"
-):
+class OperationLogEntry(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     """One operation: what, on which identity, over which protocol, from where, and the result."""
 
     time: float

@@ -37,14 +37,15 @@ class RunningHub:
         """Register a device; returns its connection string."""
         identity = self.server.registry.create_device(device_id, **kwargs)  # type: ignore[arg-type]
         assert identity.keys is not None
-        return (f"HostName=localhost;DeviceId={device_id};"
-                f"SharedAccessKey={identity.keys.primary}")
+        return f"HostName=localhost;DeviceId={device_id};SharedAccessKey={identity.keys.primary}"
 
     def module_connection_string(self, device_id: str, module_id: str) -> str:
         module = self.server.registry.get_module(device_id, module_id)
         assert module.keys is not None
-        return (f"HostName=localhost;DeviceId={device_id};ModuleId={module_id};"
-                f"SharedAccessKey={module.keys.primary}")
+        return (
+            f"HostName=localhost;DeviceId={device_id};ModuleId={module_id};"
+            f"SharedAccessKey={module.keys.primary}"
+        )
 
     async def entries(self, kind: str | None = None) -> list[Entry]:
         """Every durable-log entry (of ``kind``), all partitions."""
@@ -71,8 +72,13 @@ class RunningHub:
 @pytest.fixture
 async def hub(tmp_path: Path) -> AsyncIterator[RunningHub]:
     """A hub serving MQTT and HTTPS on TLS on 127.0.0.1, with its data in a temp dir."""
-    settings = HubSettings(data_dir=tmp_path / "data", hub_name="test-hub", mqtt_port=0,
-                           https_port=0, local_agent=False)
+    settings = HubSettings(
+        data_dir=tmp_path / "data",
+        hub_name="test-hub",
+        mqtt_port=0,
+        https_port=0,
+        local_agent=False,
+    )
     server = HubServer(settings)
     await server.start()
     try:

@@ -264,6 +264,17 @@ class Session:
             log.info(
                 "MQTT connection from %s closed before CONNECT: %s", self.source_ip, reason.reason
             )
+            self.endpoint.oplog.record_soon(
+                OperationLogEntry(
+                    time=self.endpoint.clock(),
+                    category="Connections",
+                    operation="connect",
+                    result="Failure",
+                    protocol="mqtt",
+                    source_ip=self.source_ip,
+                    reason=reason.reason[:1000],
+                )
+            )
 
     # --- connect -----------------------------------------------------------------------------
 
