@@ -81,14 +81,15 @@ class RawClient:
         except TimeoutError:
             return False
 
-    async def connect(
+    async def try_connect(
         self,
         device_id: str,
         password: str | None,
         *,
         module_id: str | None = None,
         keepalive: int = 60,
-    ) -> Connack:
+    ) -> Connack | None:
+        """Send CONNECT; the CONNACK, or None when the hub closed the connection instead."""
         client_id = device_id if module_id is None else f"{device_id}/{module_id}"
         await self.send(
             Connect(
@@ -100,7 +101,22 @@ class RawClient:
             )
         )
         connack = await self.receive()
-        assert isinstance(connack, Connack), connack
+        assert connack is None or isinstance(connack, Connack), connack
+        return connack
+
+    async def connect(
+        self,
+        device_id: str,
+        password: str | None,
+        *,
+        module_id: str | None = None,
+        keepalive: int = 60,
+    ) -> Connack:
+        """Send CONNECT and return the CONNACK (which must come)."""
+        connack = await self.try_connect(
+            device_id, password, module_id=module_id, keepalive=keepalive
+        )
+        assert connack is not None, "the hub closed the connection without a CONNACK"
         return connack
 
     async def close(self) -> None:

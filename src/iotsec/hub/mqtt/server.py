@@ -233,10 +233,10 @@ class Session:
             reason = _Closed(f"CONNECT refused: {exc.reason}")
         except PacketError as exc:
             reason = _Closed(f"malformed packet: {exc.reason}")
+        except TimeoutError:  # before OSError, of which it is a subclass
+            reason = _Closed("no packet within the keep-alive or connect timeout")
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, OSError) as exc:
             reason = _Closed(f"connection lost: {type(exc).__name__}", failure=False)
-        except TimeoutError:
-            reason = _Closed("no packet within the keep-alive or connect timeout")
         except Exception:  # a bug must not take the endpoint down; it is logged with its stack
             log.exception("MQTT session for %s failed", self.peer.key if self.peer else "-")
             reason = _Closed("internal error")
