@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import ssl
@@ -523,12 +524,17 @@ class Session:
         version: int | None = None
         try:
             if request.op is TwinOp.GET:
-                twin: Twin = registry.get_twin(self.peer.device_id, self.peer.module_id)
+                # Registry calls touch SQLite (a write waits for fsync): off the event loop.
+                twin: Twin = await asyncio.to_thread(
+                    registry.get_twin, self.peer.device_id, self.peer.module_id
+                )
                 status, body = 200, orjson.dumps(twin.device_json())
                 operation = "get"
             else:
                 patch = orjson.loads(packet.payload)
-                twin = registry.patch_reported(self.peer.device_id, self.peer.module_id, patch)
+                twin = await asyncio.to_thread(
+                    registry.patch_reported, self.peer.device_id, self.peer.module_id, patch
+                )
                 status, body, version = 204, b"", twin.reported_version
                 operation = "patch-reported"
         except (orjson.JSONDecodeError, HubError) as exc:
@@ -581,7 +587,9 @@ class Session:
             self._c2d_wake.clear()
             if not self._subscribed_c2d or self._c2d_inflight:
                 continue
-            delivery = queue.receive(self.peer.device_id, lock_seconds=60.0)
+            delivery = await asyncio.to_thread(
+                functools.partial(queue.receive, self.peer.device_id, lock_seconds=60.0)
+            )
             if delivery is None:
                 continue
             packet_id = next(self._packet_ids)
