@@ -1,0 +1,155 @@
+"""Error messages and caret rendering: exact text for each kind of mistake."""
+
+from __future__ import annotations
+
+import pytest
+
+from iotsec.errors import IotsecError
+from iotsec.workspace.kql import KqlError, compile_kql
+
+
+def _error(text: str) -> KqlError:
+    with pytest.raises(KqlError) as info:
+        compile_kql(text)
+    return info.value
+
+
+def test_kql_error_is_an_iotsec_error() -> None:
+    assert issubclass(KqlError, IotsecError)
+
+
+def test_unknown_table_suggests() -> None:
+    err = _error("SecurityAlerts | take 1")
+    assert err.message == "unknown table 'SecurityAlerts' (did you mean 'SecurityAlert'?)"
+    assert err.render() == (
+        "unknown table 'SecurityAlerts' (did you mean 'SecurityAlert'?)\n"
+        "  line 1, column 1\n"
+        "  SecurityAlerts | take 1\n"
+        "  ^^^^^^^^^^^^^^"
+    )
+
+
+def test_unknown_column_suggests_case() -> None:
+    err = _error('SecurityAlert | where DeviceID == "d1"')
+    assert err.message == "unknown column 'DeviceID' (did you mean 'DeviceId'?)"
+    assert (err.line, err.column, err.length) == (1, 23, 8)
+    assert err.render().splitlines()[-1] == "                        ^^^^^^^^"
+
+
+def test_unknown_column_after_project() -> None:
+    err = _error("Device | project DeviceId | where RiskScore > 1")
+    assert err.message == "unknown column 'RiskScore'"
+
+
+def test_unknown_function_suggests() -> None:
+    err = _error("Device | extend x = tolowr(DeviceId)")
+    assert err.message == "unknown function 'tolowr' (did you mean 'tolower'?)"
+    assert err.render().splitlines()[-1] == "                      ^^^^^^^^^^^^^^^^"
+
+
+def test_unterminated_string() -> None:
+    err = _error('Device | where DeviceId == "dev-1')
+    assert err.message == "unterminated string literal"
+    assert err.render() == (
+        "unterminated string literal\n"
+        "  line 1, column 28\n"
+        '  Device | where DeviceId == "dev-1\n'
+        "                             ^^^^^^"
+    )
+
+
+def test_bad_pipe_unknown_operator() -> None:
+    err = _error("Device\n| wher RiskScore > 1")
+    assert err.message == "unknown tabular operator 'wher' (did you mean 'where'?)"
+    assert (err.line, err.column) == (2, 3)
+    assert err.render().splitlines()[-2:] == ["  | wher RiskScore > 1", "    ^^^^"]
+
+
+def test_bad_pipe_empty() -> None:
+    assert _error("Device | | take 1").message == "expected a tabular operator after '|', found '|'"
+
+
+def test_missing_pipe() -> None:
+    assert _error("Device take 1").message == "expected '|' or end of query, found 'take'"
+
+
+def test_wrong_arity() -> None:
+    err = _error("Device | extend x = strlen(DeviceId, 1)")
+    assert err.message == "strlen() expects 1 argument, got 2"
+    assert err.render().splitlines()[-1] == "                      ^^^^^^^^^^^^^^^^^^^"
+
+
+def test_wrong_arity_aggregate() -> None:
+    assert _error("Device | summarize count(DeviceId)").message == (
+        "count() expects 0 arguments, got 1"
+    )
+
+
+def test_aggregate_outside_summarize() -> None:
+    assert _error("Device | where count() > 1").message == (
+        "aggregate count() is only allowed in summarize"
+    )
+
+
+def test_unknown_join_kind() -> None:
+    assert _error("Device | join kind=lefouter (Device) on DeviceId").message == (
+        "unknown join kind 'lefouter' (did you mean 'leftouter'?)"
+    )
+
+
+def test_type_errors() -> None:
+    assert _error("Device | where RiskScore == 'x'").message == (
+        "cannot compare real with string using '=='"
+    )
+    assert _error("Device | where DeviceId.x == 1").message == (
+        "property access needs a dynamic value, got string"
+    )
+    assert _error("Device | mv-expand DeviceId").message == (
+        "mv-expand needs a dynamic column, got string"
+    )
+
+
+def test_constant_arguments_required() -> None:
+    assert _error("Device | where DeviceId has SecurityGroup").message == (
+        "the right side of 'has' must be a constant string"
+    )
+    assert _error("Device | take RiskScore").message.startswith("unknown column") is False
+
+
+def test_render_must_be_last() -> None:
+    assert _error("Device | render table | take 1").message == "render must be the last operator"
+
+
+def test_multiline_caret() -> None:
+    err = _error("let x = 1;\nDevice\n| project Nope")
+    assert err.render() == (
+        "unknown column 'Nope'\n  line 3, column 11\n  | project Nope\n            ^^^^"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("Device | where x == 'a\\q'", "unknown escape sequence '\\q'"),
+        ("Device | where RiskScore > 5x", "unknown timespan unit 'x'"),
+        ("Device | where a !foo b", "unknown operator '!foo'"),
+        ("Device | where a == #", "unexpected character '#'"),
+        (
+            "Device | where TimeGenerated > datetime(2024-13-45)",
+            "malformed datetime literal '2024-13-45'",
+        ),
+        ("Device | extend d = dynamic({bad})", "malformed dynamic literal (expected JSON)"),
+        (
+            "Device | extend d = extractjson('$..x', Tags)",
+            "extractjson(): unsupported JSON path '$..x'",
+        ),
+        (
+            "Device | extend d = ipv4_is_in_range(DeviceId, 'x')",
+            "ipv4_is_in_range(): bad IPv4 range 'x'",
+        ),
+        ("Device | extend d = ago(DeviceId)", "ago(): argument 1 must be a constant"),
+        ("Device | project DeviceId, DeviceId", "duplicate column name 'DeviceId' in project"),
+    ],
+)
+def test_messages(text: str, message: str) -> None:
+    assert _error(text).message == message
