@@ -77,8 +77,11 @@ async def test_a_message_is_appended_with_its_properties(
     assert record.header("app.color") == "blue"
     assert record.header("protocol") == "https"
     assert record.header("source_ip") == "127.0.0.1"
+    assert await http_hub.oplog() == []  # accepted messages are counted, not logged one by one
+    await http_hub.context.ingestor.flush_telemetry()
     [entry] = await http_hub.oplog()
     assert (entry.category, entry.result, entry.device_id) == ("DeviceTelemetry", "Success", "dev1")
+    assert entry.properties == {"count": "1", "bytes": "5", "protocol": "https"}
 
 
 async def test_a_module_message_carries_the_module(

@@ -2,19 +2,35 @@
 
 Each entry goes to the durable log (kind ``oplog``) for the analytics pipeline and the
 workspace's ``OperationLog`` table. Categories follow IoT Hub's resource-log categories.
+
+Accepted device-to-cloud messages are counted, not logged one by one: ``TelemetryTally`` keeps
+a count and a byte total per identity, protocol and source address, and turns them into one
+``DeviceTelemetry`` ``d2c`` entry each when flushed (every minute, when an MQTT connection
+ends, and when the hub stops). Refused messages and messages with dead-lettered events keep an
+entry each, with the reason.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Literal
 
 import msgspec
 
 from iotsec.stream import DurableLog, Record
 
-__all__ = ["HUB_KEY", "OPLOG_KIND", "Category", "OperationLog", "OperationLogEntry", "Protocol"]
+__all__ = [
+    "HUB_KEY",
+    "OPLOG_KIND",
+    "Category",
+    "OperationLog",
+    "OperationLogEntry",
+    "Protocol",
+    "TelemetryKey",
+    "TelemetryTally",
+]
 
 log = logging.getLogger("iotsec.hub.oplog")
 
@@ -116,3 +132,65 @@ class OperationLog:
         """Wait for every background append."""
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+
+#: Whose messages a tally counts: device id, module id, protocol, source address.
+TelemetryKey = tuple[str, str | None, Protocol, str]
+
+
+@dataclass(slots=True)
+class _Count:
+    messages: int = 0
+    size: int = 0
+
+
+class TelemetryTally:
+    """Counts of accepted device-to-cloud messages per identity, until they are logged.
+
+    I/O-free: ``add`` counts a message, ``take`` returns the entries and starts over.
+
+    >>> tally = TelemetryTally()
+    >>> key = ("dev1", None, "mqtt", "10.0.0.7")
+    >>> tally.add(key, 4000); tally.add(key, 96)
+    >>> [entry] = tally.take(now=60.0)
+    >>> entry.operation, entry.device_id, entry.properties
+    ('d2c', 'dev1', {'count': '2', 'bytes': '4096', 'protocol': 'mqtt'})
+    >>> tally.take(now=120.0)
+    []
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[TelemetryKey, _Count] = {}
+
+    def add(self, key: TelemetryKey, size: int) -> None:
+        """Count one message of ``size`` body bytes for ``key``."""
+        count = self._counts.get(key)
+        if count is None:
+            count = self._counts[key] = _Count()
+        count.messages += 1
+        count.size += size
+
+    def take(self, now: float, key: TelemetryKey | None = None) -> list[OperationLogEntry]:
+        """One ``d2c`` entry per identity counted since the last take (only ``key``'s if given)."""
+        if key is None:
+            taken, self._counts = self._counts, {}
+        else:
+            count = self._counts.pop(key, None)
+            taken = {} if count is None else {key: count}
+        return [
+            OperationLogEntry(
+                time=now,
+                category="DeviceTelemetry",
+                operation="d2c",
+                protocol=protocol,
+                device_id=device_id,
+                module_id=module_id,
+                source_ip=source_ip,
+                properties={
+                    "count": str(count.messages),
+                    "bytes": str(count.size),
+                    "protocol": protocol,
+                },
+            )
+            for (device_id, module_id, protocol, source_ip), count in taken.items()
+        ]

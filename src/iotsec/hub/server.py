@@ -17,11 +17,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import signal
 import socket
 import ssl
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -33,7 +35,7 @@ from iotsec.hub.http.app import build_app
 from iotsec.hub.http.context import HubContext
 from iotsec.hub.http.server import https_server
 from iotsec.hub.hubconfig import HubConfiguration
-from iotsec.hub.ingest import Ingestor
+from iotsec.hub.ingest import TELEMETRY_FLUSH_SECONDS, Ingestor
 from iotsec.hub.mqtt.server import MqttEndpoint
 from iotsec.hub.oplog import OperationLog, OperationLogEntry
 from iotsec.hub.pki import HubPki, ensure_owner_credential, ensure_pki, load_certificates
@@ -69,12 +71,14 @@ class HubServer:
         self._say = on_progress
         self._stopping = asyncio.Event()
         self._https_task: asyncio.Task[None] | None = None
+        self._telemetry_task: asyncio.Task[None] | None = None
         self.mqtt_port = 0
         self.https_port = 0
 
     async def start(self) -> None:
         """Open everything and start both listeners; writes ``server.json`` when serving."""
         s = self.settings
+        raise_open_file_limit()
         s.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(s.data_dir, 0o700)
         if s.tls_cert is not None and s.tls_key is not None:
@@ -146,6 +150,9 @@ class HubServer:
         self.https_port = int(sock.getsockname()[1])
         await self.mqtt.start()
         self.mqtt_port = self.mqtt.port
+        self._telemetry_task = asyncio.get_running_loop().create_task(
+            self.ingestor.flush_telemetry_every(TELEMETRY_FLUSH_SECONDS)
+        )
         self._https_task = asyncio.get_running_loop().create_task(server.serve([sock]))
         while not server.started:
             if self._https_task.done():
@@ -222,6 +229,11 @@ class HubServer:
         if self._https_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._https_task, 10)
+        if self._telemetry_task is not None:
+            self._telemetry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._telemetry_task
+        await self.ingestor.flush_telemetry()
         await self.oplog.record(
             OperationLogEntry(
                 time=self.clock(), category="Configurations", operation="hub-stop", protocol="cli"
@@ -232,3 +244,29 @@ class HubServer:
         self.c2d.close()
         self.deadletters.close()
         self.registry.close()
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft limit on open files to the hard limit (each device holds a socket).
+
+    An unlimited hard limit is not a valid soft limit on Linux; the kernel's own ceiling,
+    ``/proc/sys/fs/nr_open``, is used then. Returns the soft limit now in force.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard
+    if hard == resource.RLIM_INFINITY:
+        try:
+            target = int(Path("/proc/sys/fs/nr_open").read_text())
+        except (OSError, ValueError):
+            log.warning("the open-file hard limit is unlimited and nr_open is unreadable")
+            return soft
+    if soft != resource.RLIM_INFINITY and soft >= target:
+        log.info("open-file limit: %d", soft)
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (OSError, ValueError) as exc:
+        log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
+        return soft
+    log.info("open-file limit raised from %d to %d", soft, target)
+    return target

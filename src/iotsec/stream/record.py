@@ -93,6 +93,10 @@ def partition_for(key: str, partitions: int) -> int:
 
 
 def _headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> Headers:
+    if type(headers) is dict and all(
+        type(name) is str and type(value) is str for name, value in headers.items()
+    ):
+        return tuple(sorted(headers.items()))  # the common case: a dict's names are unique
     pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
     seen: set[str] = set()
     for pair in pairs:

@@ -78,9 +78,17 @@ async def test_sdk_sends_security_and_plain_messages_that_land_in_the_log(hub: R
     assert security.record.header("protocol") == "mqtt"
     assert orjson.loads(plain.record.body) == {"temperature": 21}
     assert plain.record.header("app.k") == "v"
-    operations = [(e["category"], e["operation"], e["result"]) for e in await hub.oplog()]
+    await last_disconnect(hub)  # accepted messages are counted, and logged when it ends
+    entries = await hub.oplog()
+    operations = [(e["category"], e["operation"], e["result"]) for e in entries]
     assert ("Connections", "connect", "Success") in operations
-    assert operations.count(("DeviceTelemetry", "d2c", "Success")) == 2
+    [counted] = [e for e in entries if e["category"] == "DeviceTelemetry"]
+    assert counted["result"] == "Success" and counted["deviceId"] == "dev1"
+    assert counted["properties"] == {
+        "count": "2",
+        "bytes": str(len(plain.record.body) + len(sent[0].body)),
+        "protocol": "mqtt",
+    }
 
 
 async def test_security_module_connects_and_its_messages_carry_the_module(hub: RunningHub) -> None:

@@ -45,7 +45,7 @@ from iotsec.hub.mqtt.packets import (
     _shown,
 )
 
-__all__ = ["decode_packet", "encode"]
+__all__ = ["decode_packet", "encode", "encode_puback"]
 
 #: What the decoders read: bytes as given to ``decode_packet``, or a view into the reader's.
 Buffer: TypeAlias = bytes | bytearray | memoryview
@@ -151,6 +151,18 @@ def encode(packet: Packet) -> bytes:
     first, parts = _ENCODERS[type(packet)](packet)
     size = sum(map(len, parts))
     return b"".join((bytes((first,)), _encode_length(size), *parts))
+
+
+def encode_puback(packet_id: int) -> bytes:
+    """``encode(Puback(packet_id))`` for the id of a decoded PUBLISH, which is known valid.
+
+    >>> encode_puback(258) == encode(Puback(258))
+    True
+    """
+    return _PUBACK_HEADER + packet_id.to_bytes(2, "big")
+
+
+_PUBACK_HEADER = bytes((0x40, 2))
 
 
 # == the fixed header =========================================================================
