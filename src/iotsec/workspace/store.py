@@ -1,0 +1,248 @@
+"""The workspace's DuckDB file: its tables, idempotent appends, the Device upsert, deletes.
+
+Only one process may open a DuckDB file, so the server owns the store and everyone else queries
+through its API. Isolation: one writer connection (ingest, sinks, retention), serialized by a
+lock, commits each batch as one transaction; every query gets its own cursor on the same
+database (``query_cursor``) and sees the last committed batch, never half of one (DuckDB MVCC).
+The database is opened with external access disabled (no files, URLs, extensions or replacement
+scans of Python objects) and its configuration locked, so no statement can turn that back on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import duckdb
+import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hints
+
+from iotsec.workspace.errors import StoreError
+from iotsec.workspace.rows import conform
+from iotsec.workspace.sinks import AlertRow, RecommendationRow, rows_to_arrow
+from iotsec.workspace.tables import TABLES, Table
+
+__all__ = ["DEVICE_TABLE", "WorkspaceStore"]
+
+DEVICE_TABLE = "Device"
+# Written to the DuckDB config before the file is opened: nothing may reach files or the network.
+_LOCKDOWN = {
+    "enable_external_access": "false",
+    "autoload_known_extensions": "false",
+    "autoinstall_known_extensions": "false",
+}
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def create_table_sql(table: Table) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` for ``table``, with its key as the primary key."""
+    columns = ", ".join(f"{_quote(c.name)} {c.duckdb_type}" for c in table.columns)
+    return (
+        f"CREATE TABLE IF NOT EXISTS {_quote(table.name)} ({columns},"
+        f" PRIMARY KEY ({_quote(table.key)}))"
+    )
+
+
+class WorkspaceStore:
+    """The workspace tables in one DuckDB file (or in memory, with ``path=None``).
+
+    >>> import pyarrow as pa
+    >>> with WorkspaceStore(None) as store:
+    ...     rows = pa.table({"DeadLetterId": ["0:1", "0:1"], "Reason": ["too big", "too big"]})
+    ...     store.append("DeadLetter", rows)
+    1
+    """
+
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        tables: Mapping[str, Table] = TABLES,
+        threads: int | None = None,
+        memory_limit: str | None = None,
+        checkpoint_threshold: str = "256MB",
+    ) -> None:
+        self.path = path
+        self.tables = dict(tables)
+        config: dict[str, str | bool | int | float | list[str]] = dict(_LOCKDOWN)
+        if threads is not None:
+            config["threads"] = str(threads)
+        # A larger WAL before the automatic checkpoint: measured 26k -> 55k rows/s with 10k-row
+        # batches, at the cost of a longer WAL replay after a crash.
+        config["checkpoint_threshold"] = checkpoint_threshold
+        if memory_limit is not None:
+            config["memory_limit"] = memory_limit
+        try:
+            self._db = duckdb.connect(str(path) if path else ":memory:", config=config)
+            self._db.execute("SET GLOBAL TimeZone = 'UTC'")
+            for table in self.tables.values():
+                self._db.execute(create_table_sql(table))
+            self._db.execute("SET lock_configuration = true")
+        except duckdb.Error as exc:
+            raise StoreError(
+                f"cannot open the workspace {path or ':memory:'}: {exc}", path=path
+            ) from exc
+        self._lock = threading.Lock()
+        self._staged = itertools.count()
+        self._closed = False
+
+    def __enter__(self) -> Self:
+        """The store; ``with`` closes it."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
+        self.close()
+
+    def table(self, name: str) -> Table:
+        """The registry entry of table ``name``."""
+        try:
+            return self.tables[name]
+        except KeyError:
+            raise StoreError(f"no table {name!r}", path=self.path, table=name) from None
+
+    def append(self, table: str, data: pa.Table | pa.RecordBatch) -> int:
+        """Insert ``data`` into ``table``, skipping rows whose key is already there.
+
+        Columns are matched by name; missing ones are null. Returns how many rows were new. The
+        Device table is upserted instead (see ``upsert_devices``).
+        """
+        spec = self.table(table)
+        if spec.name == DEVICE_TABLE:
+            return self.upsert_devices(data)
+        staged = conform(spec, data)
+        if staged.num_rows == 0:
+            return 0
+        return self._insert(
+            spec,
+            staged,
+            f"INSERT INTO {_quote(spec.name)} SELECT * FROM {{staged}} ON CONFLICT DO NOTHING",  # noqa: S608 - registry names, quoted
+        )
+
+    def upsert_devices(self, data: pa.Table | pa.RecordBatch) -> int:
+        """Insert or update Device rows; a null column keeps the stored value.
+
+        ``FirstSeen`` keeps the earliest value and ``LastSeen`` the latest. When a batch holds
+        one device twice, its last row wins.
+        """
+        spec = self.table(DEVICE_TABLE)
+        staged = _last_per_key(conform(spec, data), spec.key)
+        if staged.num_rows == 0:
+            return 0
+        target = _quote(spec.name)
+        sets = []
+        for column in spec.columns:
+            name = _quote(column.name)
+            if column.name == spec.key:
+                continue
+            if column.name == "FirstSeen":
+                sets.append(f"{name} = least({target}.{name}, EXCLUDED.{name})")
+            elif column.name == "LastSeen":
+                sets.append(f"{name} = greatest({target}.{name}, EXCLUDED.{name})")
+            else:
+                sets.append(f"{name} = coalesce(EXCLUDED.{name}, {target}.{name})")
+        sql = (
+            f"INSERT INTO {target} SELECT * FROM {{staged}}"  # noqa: S608 - registry names, quoted
+            f" ON CONFLICT ({_quote(spec.key)}) DO UPDATE SET {', '.join(sets)}"
+        )
+        return self._insert(spec, staged, sql)
+
+    def write_alerts(self, rows: Sequence[AlertRow]) -> int:
+        """Store alerts from the analytics pipeline (``AlertSink``); returns how many were new."""
+        return self.append("SecurityAlert", rows_to_arrow("SecurityAlert", rows))
+
+    def write_recommendations(self, rows: Sequence[RecommendationRow]) -> int:
+        """Store recommendations (``RecommendationSink``); returns how many were new."""
+        return self.append("SecurityRecommendation", rows_to_arrow("SecurityRecommendation", rows))
+
+    def delete_older_than(self, table: str, cutoff: datetime) -> int:
+        """Delete the rows of ``table`` whose time column is before ``cutoff``; returns how many."""
+        spec = self.table(table)
+        sql = f"DELETE FROM {_quote(spec.name)} WHERE {_quote(spec.time_column)} < ?"  # noqa: S608 - registry names
+        with self._lock:
+            self._check_open()
+            try:
+                row = self._db.execute(sql, [cutoff]).fetchall()
+            except duckdb.Error as exc:
+                raise StoreError(
+                    f"cannot delete from {table}: {exc}",  # noqa: S608 - a message, not SQL
+                    path=self.path,
+                    table=table,
+                ) from exc
+        return _first(row)
+
+    def count(self, table: str) -> int:
+        """How many rows ``table`` holds."""
+        spec = self.table(table)
+        with self._lock:
+            self._check_open()
+            sql = f"SELECT count(*) FROM {_quote(spec.name)}"  # noqa: S608 - a registry name, quoted
+            row = self._db.execute(sql).fetchall()
+        return _first(row)
+
+    def checkpoint(self) -> None:
+        """Write the write-ahead log into the database file."""
+        with self._lock:
+            self._check_open()
+            self._db.execute("CHECKPOINT")
+
+    def query_cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new connection to the database for one query; the caller closes it."""
+        self._check_open()
+        return self._db.cursor()
+
+    def close(self) -> None:
+        """Checkpoint and close the file (idempotent)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._db.close()
+
+    def _insert(self, spec: Table, staged: pa.Table, sql: str) -> int:
+        with self._lock:
+            self._check_open()
+            name = f"_staged_{next(self._staged)}"
+            self._db.register(name, staged)
+            try:
+                row = self._db.execute(sql.format(staged=_quote(name))).fetchall()
+            except duckdb.Error as exc:
+                raise StoreError(
+                    f"cannot write {staged.num_rows} rows to {spec.name}: {exc}",
+                    path=self.path,
+                    table=spec.name,
+                ) from exc
+            finally:
+                self._db.unregister(name)
+        return _first(row)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("the workspace store is closed", path=self.path)
+
+
+def _last_per_key(data: pa.Table, key: str) -> pa.Table:
+    last: dict[object, int] = {}
+    for index, value in enumerate(data.column(key).to_pylist()):
+        last[value] = index
+    if len(last) == data.num_rows:
+        return data
+    return data.take(sorted(last.values()))
+
+
+def _first(rows: list[tuple[object, ...]]) -> int:
+    # Results are always fetched to their end: DuckDB 2 refuses new work on a connection with an
+    # unfinished result.
+    return int(str(rows[0][0])) if rows else 0

@@ -1,0 +1,168 @@
+"""The DuckDB store: tables from the registry, idempotent appends, Device upserts, lockdown."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hints
+import pytest
+
+from iotsec.stream import Entry
+from iotsec.workspace.errors import StoreError
+from iotsec.workspace.rows import RowBuilder
+from iotsec.workspace.sinks import AlertRow, RecommendationRow
+from iotsec.workspace.store import WorkspaceStore
+from iotsec.workspace.tables import TABLES
+from tests.workspace.samples import AT, HUB, every_event, security_record
+
+
+def _raw_table() -> pa.Table:
+    builder = RowBuilder(HUB)
+    builder.add(Entry(0, 0, security_record(every_event())))
+    return builder.build()["SecurityIoTRawEvent"]
+
+
+def test_every_registry_table_is_created_with_its_columns(store: WorkspaceStore) -> None:
+    cursor = store.query_cursor()
+    for table in TABLES.values():
+        described = cursor.execute(f'DESCRIBE "{table.name}"').fetchall()
+        assert [(r[0], r[1]) for r in described] == [
+            (c.name, c.duckdb_type.replace("TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE"))
+            for c in table.columns
+        ]
+    cursor.close()
+
+
+def test_appending_the_same_rows_twice_keeps_one_of_each(store: WorkspaceStore) -> None:
+    raw = _raw_table()
+    assert store.append("SecurityIoTRawEvent", raw) == 15
+    assert store.append("SecurityIoTRawEvent", raw) == 0
+    assert store.append("SecurityIoTRawEvent", pa.concat_tables([raw, raw])) == 0
+    assert store.count("SecurityIoTRawEvent") == 15
+
+
+def test_event_details_is_json_that_extract_reads(store: WorkspaceStore) -> None:
+    store.append("SecurityIoTRawEvent", _raw_table())
+    cursor = store.query_cursor()
+    rows = cursor.execute(
+        "SELECT json_extract_string(EventDetails, '$.TimestampLocal'),"
+        " json_extract_string(EventDetails, '$.UserName') FROM SecurityIoTRawEvent"
+        " WHERE RawEventName = 'LocalUsers'"
+    ).fetchall()
+    cursor.close()
+    [(local, user)] = rows
+    assert datetime.fromisoformat(local) == AT and user == "pi"
+
+
+def test_the_file_survives_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    with WorkspaceStore(path) as first:
+        first.append("SecurityIoTRawEvent", _raw_table())
+        first.checkpoint()
+    with WorkspaceStore(path) as second:
+        assert second.count("SecurityIoTRawEvent") == 15
+
+
+def test_device_rows_are_upserted(store: WorkspaceStore) -> None:
+    t0 = AT
+    store.append(
+        "Device",
+        pa.table(
+            {
+                "DeviceId": ["d1", "d2"],
+                "TimeGenerated": [t0, t0],
+                "Status": ["enabled", "enabled"],
+                "FirstSeen": [t0, t0],
+                "LastSeen": [t0, t0],
+                "RiskScore": [0.1, 0.2],
+            }
+        ),
+    )
+    later = t0 + timedelta(hours=1)
+    store.upsert_devices(
+        pa.table(
+            {
+                "DeviceId": ["d1", "d1"],
+                "TimeGenerated": [later, later],
+                "FirstSeen": [later, later],
+                "LastSeen": [later, later],
+                "RiskScore": [0.5, 0.9],
+                "Status": [None, None],
+            }
+        )
+    )
+    cursor = store.query_cursor()
+    rows = cursor.execute(
+        "SELECT DeviceId, Status, FirstSeen, LastSeen, RiskScore, Type FROM Device ORDER BY 1"
+    ).fetchall()
+    cursor.close()
+    assert [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows] == [
+        ("d1", "enabled", t0, later, 0.9, "Device"),
+        ("d2", "enabled", t0, t0, 0.2, "Device"),
+    ]
+
+
+def test_sinks_write_alerts_and_recommendations_once(store: WorkspaceStore) -> None:
+    alert = AlertRow(
+        time_generated=AT,
+        system_alert_id="a-1",
+        alert_name="IoT_Login",
+        alert_severity="High",
+        device_id="dev-1",
+        extended_properties={"DeviceId": "dev-1"},
+    )
+    assert store.write_alerts([alert, alert]) == 1
+    assert store.write_alerts([alert]) == 0
+    rec = RecommendationRow(
+        time_generated=AT,
+        recommendation_id="r-1",
+        recommendation_name="IoT_OpenPorts",
+        recommendation_severity="Medium",
+        discovered_time_utc=AT,
+    )
+    assert store.write_recommendations([rec]) == 1
+    cursor = store.query_cursor()
+    assert cursor.execute(
+        "SELECT ExtendedProperties->>'DeviceId', ProviderName, Type FROM SecurityAlert"
+    ).fetchall() == [("dev-1", "IoTSecurity", "SecurityAlert")]
+    assert cursor.execute(
+        "SELECT DiscoveredTimeUTC, RecommendationState FROM SecurityRecommendation"
+    ).fetchall() == [(AT, "Active")]
+    cursor.close()
+
+
+def test_the_database_cannot_reach_files_or_change_its_settings(
+    store: WorkspaceStore, tmp_path: Path
+) -> None:
+    (tmp_path / "x.csv").write_text("a\n1\n")
+    cursor = store.query_cursor()
+    for sql in (
+        f"SELECT * FROM read_csv('{tmp_path / 'x.csv'}')",
+        f"COPY Device TO '{tmp_path / 'out.csv'}'",
+        "SET enable_external_access = true",
+        "SET threads = 1",
+    ):
+        with pytest.raises(duckdb.Error):
+            cursor.execute(sql).fetchall()
+    cursor.close()
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_unknown_tables_columns_and_closed_stores_raise_store_errors(
+    store: WorkspaceStore,
+) -> None:
+    with pytest.raises(StoreError, match="no table"):
+        store.append("Nope", pa.table({"a": [1]}))
+    with pytest.raises(ValueError, match="no column"):
+        store.append("DeadLetter", pa.table({"Nope": [1]}))
+    with pytest.raises(StoreError, match="cannot write"):
+        store.append(
+            "DeadLetter",
+            pa.table({"DeadLetterId": [None]}, pa.schema([("DeadLetterId", pa.string())])),
+        )
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.count("Device")
+    assert datetime.now(UTC) > AT
