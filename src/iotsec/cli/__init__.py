@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from iotsec import __version__
-from iotsec.cli import device_cmd, hub_cmd, schema_cmd
+from iotsec.cli import device_cmd, hub_cmd, query_cmd, schema_cmd
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -23,6 +23,7 @@ COMMANDS: dict[str, Register] = {
     "info": hub_cmd.register_info,
     "device": device_cmd.register,
     "hub": hub_cmd.register_hub,
+    "query": query_cmd.register,
     "schema": schema_cmd.register,
 }
 

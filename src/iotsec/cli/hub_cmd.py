@@ -75,8 +75,8 @@ def register_hub(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 def _up(args: argparse.Namespace) -> int:
     # Imported here: the other commands must not pay for (or need) the server's dependencies.
+    from iotsec.cli.system import System  # noqa: PLC0415
     from iotsec.hub.errors import HubError  # noqa: PLC0415
-    from iotsec.hub.server import HubServer  # noqa: PLC0415
     from iotsec.hub.settings import HubSettings, default_hub_name  # noqa: PLC0415
 
     logging.basicConfig(
@@ -102,14 +102,14 @@ def _up(args: argparse.Namespace) -> int:
         sys.stderr.write(f"iotsec: {message}\n")
 
     async def run() -> None:
-        server = HubServer(settings, on_progress=progress)
-        await server.start()
-        info = server.info()
+        system = System(settings, on_progress=progress)
+        await system.start()
+        info = system.hub.info()
         progress(
             f"hub {info['hub_name']} up: MQTT {info['mqtt_url']}, HTTPS {info['https_url']}"
             f", CA {info['ca_file']}"
         )
-        await server.serve_forever()
+        await system.serve_forever()
         progress("hub stopped")
 
     try:

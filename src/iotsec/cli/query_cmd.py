@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from iotsec.cli.service_client import ServiceClient, add_data_dir_flag, data_dir_from
+from iotsec.cli.service_client import CliError, ServiceClient, add_data_dir_flag, data_dir_from
 
 __all__ = ["QUERY_PATH", "register"]
 
@@ -34,8 +34,12 @@ def _query(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"query": text, "language": "sql" if args.sql else "kql"}
     if args.max_rows is not None:
         body["maxRows"] = args.max_rows
-    with ServiceClient(data_dir_from(getattr(args, "data_dir", None))) as client:
-        answer = client.request("POST", QUERY_PATH, body=body)
+    try:
+        with ServiceClient(data_dir_from(getattr(args, "data_dir", None))) as client:
+            answer = client.request("POST", QUERY_PATH, body=body)
+    except CliError as exc:
+        sys.stderr.write(f"iotsec: {exc}\n")
+        return 1
     write_answer(answer, args.format, sys.stdout)
     if answer.get("truncated"):
         print(f"truncated: {answer.get('reason', 'the result was cut')}", file=sys.stderr)

@@ -22,19 +22,24 @@ import signal
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.routing import BaseRoute
 
 from iotsec.hub.auth import Authenticator
 from iotsec.hub.c2d import C2dQueue
 from iotsec.hub.deadletters import DeadLetterStore
+from iotsec.hub.errors import AuthFailure, AuthFailureReason
 from iotsec.hub.http.app import build_app
 from iotsec.hub.http.context import HubContext
 from iotsec.hub.http.server import https_server
 from iotsec.hub.hubconfig import HubConfiguration
+from iotsec.hub.identity import Permission
 from iotsec.hub.ingest import TELEMETRY_FLUSH_SECONDS, Ingestor
 from iotsec.hub.mqtt.server import MqttEndpoint
 from iotsec.hub.oplog import OperationLog, OperationLogEntry
@@ -65,8 +70,10 @@ class HubServer:
         *,
         clock: Callable[[], float] = time.time,
         on_progress: Progress = _quiet,
+        extra_routes: Sequence[BaseRoute] = (),
     ) -> None:
         self.settings = settings
+        self._extra_routes = tuple(extra_routes)
         self.clock = clock
         self._say = on_progress
         self._stopping = asyncio.Event()
@@ -144,7 +151,7 @@ class HubServer:
             notify_configuration=self._configuration_changed,
         )
         server, sock = https_server(
-            build_app(context), self.ssl_context, host=s.host, port=s.https_port
+            build_app(context, self._extra_routes), self.ssl_context, host=s.host, port=s.https_port
         )
         self._uvicorn = server
         self.https_port = int(sock.getsockname()[1])
@@ -207,18 +214,55 @@ class HubServer:
             ssl.TLSVersion.TLSv1_3 if config.min_tls_version == "1.3" else ssl.TLSVersion.TLSv1_2
         )
 
+    async def authorize_service(self, request: Request, permission: Permission) -> None:
+        """Refuse (with an IoT Hub error answer) a request whose policy token lacks ``permission``.
+
+        For APIs mounted with ``extra_routes`` (the workspace's query API).
+        """
+        address = request.client.host if request.client is not None else "unknown"
+        token = request.headers.get("authorization")
+        try:
+            if token is None:
+                raise AuthFailure(
+                    AuthFailureReason.NO_CREDENTIALS, "a shared access policy token is required"
+                )
+            self.authenticator.authenticate_service(token, permission=permission, source_ip=address)
+        except AuthFailure as failure:
+            status = (
+                403
+                if failure.reason
+                in (AuthFailureReason.IP_FILTERED, AuthFailureReason.INSUFFICIENT_PERMISSION)
+                else 401
+            )
+            self.oplog.record_soon(
+                OperationLogEntry(
+                    time=self.clock(),
+                    category="Connections",
+                    operation="authenticate",
+                    result="Failure",
+                    protocol="service",
+                    source_ip=address,
+                    reason=failure.reason.value,
+                )
+            )
+            raise HTTPException(status, f"{failure.reason.value}: not authorized") from None
+
     def request_stop(self) -> None:
         """Ask ``serve_forever`` to return (signal handlers call this)."""
         self._stopping.set()
 
-    async def serve_forever(self) -> None:
-        """Serve until SIGINT/SIGTERM (or ``request_stop``), then stop cleanly."""
+    async def wait_for_stop_request(self) -> None:
+        """Return on SIGINT/SIGTERM (or ``request_stop``); the hub keeps serving meanwhile."""
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, self.request_stop)
+        await self._stopping.wait()
+
+    async def serve_forever(self) -> None:
+        """Serve until SIGINT/SIGTERM (or ``request_stop``), then stop cleanly."""
         try:
-            await self._stopping.wait()
+            await self.wait_for_stop_request()
         finally:
             await self.stop()
 

@@ -189,3 +189,48 @@ def test_every_acknowledged_message_survives_kill_9(hub_process: HubProcess) -> 
     hub_process.start()  # and the hub restarts on the same data
     assert "dev-1" in iotsec("device", "list", data_dir=data).stdout
     assert hub_process.stop() == 0
+
+
+def test_an_acknowledged_event_is_queryable_through_iotsec_query(hub_process: HubProcess) -> None:
+    from iotsec.schema import Login, LoginEvent  # noqa: PLC0415  # only this test needs them
+
+    data = hub_process.data_dir
+    cs = iotsec("device", "add", "dev-9", data_dir=data).stdout.strip()
+    ca = json.loads(iotsec("info", "--format", "json", data_dir=data).stdout)["ca_file"]
+    event = LoginEvent.create(
+        [
+            Login(
+                process_id=7,
+                operation="PAM:authentication",
+                executable="/usr/sbin/sshd",
+                result="Fail",
+                user_name="mallory",
+                remote_address="10.9.9.9",
+            )
+        ]
+    )
+
+    async def send() -> None:
+        transport = MqttTransport(
+            ConnectionString.parse(cs), ca_file=ca, port=hub_process.mqtt_port, timeout=10
+        )
+        async with AsyncDeviceClient(transport, retry=RetryPolicy.never()) as client:
+            await client.send_security_message([event])
+
+    asyncio.run(send())
+    acked = time.monotonic()
+    query = (
+        'SecurityIoTRawEvent | where DeviceId == "dev-9" | '
+        "project user = tostring(EventDetails.UserName), RemoteAddress"
+    )
+    while True:
+        done = iotsec("query", query, "--format", "json", data_dir=data)
+        rows = json.loads(done.stdout)
+        if rows:
+            break
+        assert time.monotonic() - acked < 10, "the event never became queryable"
+    assert rows == [{"user": "mallory", "RemoteAddress": "10.9.9.9"}]
+    bad = iotsec("query", "SecurityIoTRawEvnt | take 1", data_dir=data, check=False)
+    assert bad.returncode == 1
+    assert "did you mean 'SecurityIoTRawEvent'?" in bad.stderr
+    assert "^^^^" in bad.stderr

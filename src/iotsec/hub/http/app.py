@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from iotsec import __version__
@@ -48,7 +49,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
-def build_app(hub: HubContext) -> Starlette:
+def build_app(hub: HubContext, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
     """The device and service APIs over ``hub``, with ``/healthz`` and ``/openapi.json``.
 
     Every route accepts (and ignores) ``?api-version=``. Errors are IoT Hub JSON bodies; an
@@ -68,6 +69,7 @@ def build_app(hub: HubContext) -> Starlette:
         *service_routes(hub),
         Route("/healthz", healthz, methods=["GET"], name="healthz"),
         Route("/openapi.json", openapi, methods=["GET"], name="openapi"),
+        *extra_routes,
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.hub = hub

@@ -1,0 +1,71 @@
+"""The whole system in one process: the hub plus the workspace (its ingest and query API).
+
+This is the composition root's wiring: the hub and the workspace never import each other; they
+meet here, at the durable log (the workspace consumes it) and at one HTTPS listener (the
+workspace's query API is mounted under ``/workspace`` and signed in through the hub's policies).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from starlette.requests import Request
+from starlette.routing import Mount
+
+from iotsec.hub.server import HubServer
+from iotsec.hub.settings import HubSettings
+from iotsec.workspace.api import build_query_app
+from iotsec.workspace.ingest import LogIngest
+from iotsec.workspace.query import Workspace
+from iotsec.workspace.retention import RetentionPolicy, run_retention
+from iotsec.workspace.rows import HubIdentity
+from iotsec.workspace.store import WorkspaceStore
+
+__all__ = ["System"]
+
+
+class System:
+    """``iotsec up``: the hub serving devices, and the workspace filling and answering."""
+
+    def __init__(self, settings: HubSettings, *, on_progress: Callable[[str], None]) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = WorkspaceStore(settings.data_dir / "workspace.duckdb")
+        self.workspace = Workspace(self.store)
+        query_app = build_query_app(self.workspace, self._authorize)
+        self.hub = HubServer(
+            settings, on_progress=on_progress, extra_routes=[Mount("/workspace", app=query_app)]
+        )
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def _authorize(self, request: Request) -> None:
+        await self.hub.authorize_service(request, "RegistryRead")
+
+    async def start(self) -> None:
+        """Start the hub, then the workspace's ingest and retention jobs."""
+        await self.hub.start()
+        ingest = LogIngest(self.hub.log, self.store, HubIdentity(self.settings.resource_id))
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(ingest.run(self._stop)),
+            loop.create_task(run_retention(self.store, RetentionPolicy(), self._stop)),
+        ]
+
+    async def serve_forever(self) -> None:
+        """Serve until SIGINT/SIGTERM, then stop everything cleanly."""
+        try:
+            await self.hub.wait_for_stop_request()
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        """Flush and stop the workspace jobs while the log is open, then stop the hub."""
+        self._stop.set()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.hub.stop()
+        self.store.close()
