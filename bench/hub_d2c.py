@@ -181,6 +181,11 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=1, help="publishes in flight each (1)")
     parser.add_argument("--rate", type=float, default=1000.0, help="latency phase rate (1000)")
     parser.add_argument("--latency-seconds", type=float, default=15.0, help="latency phase (15)")
+    parser.add_argument(
+        "--no-workspace",
+        action="store_true",
+        help="measure the hub alone (iotsec up --no-workspace)",
+    )
     args = parser.parse_args()
     raise_fd_limit()
     body, events = four_kb_message()
@@ -188,7 +193,15 @@ def main() -> None:
         f"hub_d2c: {args.connections} TLS MQTT connections, QoS 1, security messages of "
         f"{len(body):,} bytes ({events} events); {os.cpu_count()} CPUs shared by hub and load"
     )
-    with HubProcess(args.connections) as hub:
+    print(
+        "  system: "
+        + (
+            "hub alone (--no-workspace)"
+            if args.no_workspace
+            else "hub + workspace ingest into DuckDB in the same process"
+        )
+    )
+    with HubProcess(args.connections, workspace=not args.no_workspace) as hub:
         try:
             acked = asyncio.run(run(hub, args, body))
         except (OSError, ssl.SSLError) as exc:

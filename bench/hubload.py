@@ -97,6 +97,7 @@ class HubProcess:
     """``iotsec up`` in a child process, with ``devices`` registered in a temporary data dir."""
 
     devices: int
+    workspace: bool = True
     data_dir: Path = field(init=False)
     credentials: list[DeviceCredential] = field(init=False, default_factory=list)
     pid: int = field(init=False, default=0)
@@ -140,6 +141,8 @@ class HubProcess:
     def _start(self) -> None:
         args = ["up", "--data-dir", str(self.data_dir), "--mqtt-port", "0", "--https-port", "0"]
         args += ["--hub-name", "bench-hub", "--no-local-agent", "--log-level", "WARNING"]
+        if not self.workspace:
+            args.append("--no-workspace")
         self.log_file = self.data_dir.parent / "hub.log"
         with self.log_file.open("wb") as log:
             self._process = subprocess.Popen(

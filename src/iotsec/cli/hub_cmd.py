@@ -37,6 +37,11 @@ def register_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     up.add_argument("--tls-cert", type=Path, help="your own server certificate (PEM)")
     up.add_argument("--tls-key", type=Path, help="the key of --tls-cert (PEM)")
     up.add_argument(
+        "--no-workspace",
+        action="store_true",
+        help="run the hub alone (the workspace consumes its log elsewhere, or later)",
+    )
+    up.add_argument(
         "--no-local-agent", action="store_true", help="do not run a security agent for this machine"
     )
     up.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -102,7 +107,7 @@ def _up(args: argparse.Namespace) -> int:
         sys.stderr.write(f"iotsec: {message}\n")
 
     async def run() -> None:
-        system = System(settings, on_progress=progress)
+        system = System(settings, on_progress=progress, workspace=not args.no_workspace)
         await system.start()
         info = system.hub.info()
         progress(

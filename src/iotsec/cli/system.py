@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Callable
 
 from starlette.requests import Request
-from starlette.routing import Mount
+from starlette.routing import BaseRoute, Mount
 
 from iotsec.hub.server import HubServer
 from iotsec.hub.settings import HubSettings
@@ -29,15 +29,22 @@ __all__ = ["System"]
 class System:
     """``iotsec up``: the hub serving devices, and the workspace filling and answering."""
 
-    def __init__(self, settings: HubSettings, *, on_progress: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        settings: HubSettings,
+        *,
+        on_progress: Callable[[str], None],
+        workspace: bool = True,
+    ) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = WorkspaceStore(settings.data_dir / "workspace.duckdb")
-        self.workspace = Workspace(self.store)
-        query_app = build_query_app(self.workspace, self._authorize)
-        self.hub = HubServer(
-            settings, on_progress=on_progress, extra_routes=[Mount("/workspace", app=query_app)]
-        )
+        self.store: WorkspaceStore | None = None
+        routes: list[BaseRoute] = []
+        if workspace:
+            self.store = WorkspaceStore(settings.data_dir / "workspace.duckdb")
+            query_app = build_query_app(Workspace(self.store), self._authorize)
+            routes.append(Mount("/workspace", app=query_app))
+        self.hub = HubServer(settings, on_progress=on_progress, extra_routes=routes)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -47,6 +54,8 @@ class System:
     async def start(self) -> None:
         """Start the hub, then the workspace's ingest and retention jobs."""
         await self.hub.start()
+        if self.store is None:
+            return
         ingest = LogIngest(self.hub.log, self.store, HubIdentity(self.settings.resource_id))
         loop = asyncio.get_running_loop()
         self._tasks = [
@@ -68,4 +77,5 @@ class System:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.hub.stop()
-        self.store.close()
+        if self.store is not None:
+            self.store.close()
