@@ -105,11 +105,9 @@ class HubServer:
         self.c2d = C2dQueue(s.data_dir / "c2d.db", clock=self.clock)
         config = self.registry.hub_configuration()
         self.limiter = RateLimiter(rate=config.rate_per_device, burst=config.rate_burst)
-        client_ca = (
-            [self.pki.ca, *sorted((s.tls_dir / "client-ca").glob("*.pem"))]
-            if (self.pki.ca is not None)
-            else sorted((s.tls_dir / "client-ca").glob("*.pem"))
-        )
+        # Device certificates may chain to the hub's own CA or to any CA the operator added.
+        own_ca = [self.pki.ca] if self.pki.ca is not None else []
+        client_ca = [*own_ca, *sorted((s.tls_dir / "client-ca").glob("*.pem"))]
         device_certs = [p.read_bytes() for p in sorted((s.tls_dir / "device-certs").glob("*.pem"))]
         cas = [cert for path in client_ca for cert in load_certificates(path)]
         self.authenticator = Authenticator(
