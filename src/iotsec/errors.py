@@ -18,6 +18,11 @@ Each component has one base class under the root, and its own tree below that::
     |   +-- RejectedError            the hub refused the message, with its reason
     |   +-- TransportError           the network or TLS failed (retried)
     |   +-- ClientClosedError        the client was used after close()
+    +-- AgentError                   iotsec.agent: the device security agent
+    |   +-- HostReadError            a host file or command that cannot be read
+    |   +-- ParseError               host data that does not parse (source and line named)
+    |   +-- AgentConfigError         agent configuration that cannot be used
+    |   +-- QueueError               the on-device queue's storage failed
     +-- StreamError                  iotsec.stream: the durable log between hub and analytics
         +-- RecordInvalid            a record that cannot be built (empty key, non-bytes body)
         +-- InvalidRequest           a partition out of range, a negative offset, a bad limit
