@@ -3,24 +3,106 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
 import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hints
 
-from iotsec.schema import EVENT_TYPES, ConnectionCreate, ConnectionCreateEvent
+from iotsec.schema import (
+    EVENT_TYPES,
+    ConnectionCreate,
+    ConnectionCreateEvent,
+    Event,
+    SecurityMessage,
+    decode_message,
+)
 from iotsec.stream import Entry, Record
 from iotsec.workspace.rows import RowBuilder, conform
+from iotsec.workspace.store import WorkspaceStore
 from iotsec.workspace.tables import TABLES
 from tests.workspace.samples import AGENT, AT, HUB, every_event, security_record
 
 
 def _raw_rows(*records: Record) -> list[dict[str, object]]:
+    """The rows of ``records`` as a query of SecurityIoTRawEvent sees them (through the store)."""
     builder = RowBuilder(HUB)
     for offset, record in enumerate(records):
         builder.add(Entry(0, offset, record))
     tables = builder.build()
-    return list(tables["SecurityIoTRawEvent"].to_pylist())
+    with WorkspaceStore(None) as store:
+        store.append("SecurityIoTRawEvent", tables["SecurityIoTRawEvent"])
+        cursor = store.query_cursor()
+        result = cursor.sql(
+            "SELECT * FROM SecurityIoTRawEvent ORDER BY IoTRawEventId"
+        ).to_arrow_table()
+        cursor.close()
+    return list(result.to_pylist())
+
+
+def _wire_details(event: Event, message: SecurityMessage) -> list[dict[str, object]]:
+    """What EventDetails held before storage was compacted: envelope plus each encoded row."""
+    envelope = {
+        "Id": event.id,
+        "TimestampLocal": event.timestamp_local,
+        "TimestampUTC": event.timestamp_utc,
+        "Category": event.category,
+        "Name": event.name,
+        "EventType": event.event_type,
+        "IsEmpty": event.is_empty,
+        "PayloadSchemaVersion": event.payload_schema_version,
+        "AgentId": message.agent_id,
+        "AgentVersion": message.agent_version,
+    }
+    head = json.loads(msgspec.json.encode(envelope))
+    return [{**head, **json.loads(msgspec.json.encode(row))} for row in event.payload] or [head]
+
+
+def test_event_details_are_rebuilt_exactly_for_every_event_kind() -> None:
+    events = every_event()
+    record = security_record(events)
+    message = decode_message(record.body).message
+    expected = {
+        f"{event.id}:{index}": details
+        for event in message.events
+        for index, details in enumerate(_wire_details(event, message))
+    }
+    rows = _raw_rows(record)
+    assert {str(r["IoTRawEventId"]): json.loads(str(r["EventDetails"])) for r in rows} == expected
+
+
+def test_local_offsets_fractions_skews_and_non_uuid_ids_survive_storage() -> None:
+    india = timezone(timedelta(hours=5, minutes=30))
+    when = datetime(2025, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
+    plain = ConnectionCreateEvent.create(
+        [
+            ConnectionCreate(
+                remote_address="1.2.3.4",
+                remote_port="80",
+                direction="Out",
+                protocol="TCP",
+                process_id=1,
+                executable="/bin/x",
+            )
+        ],
+        at=when,
+    )
+    shifted = msgspec.structs.replace(
+        plain,
+        id="not-a-uuid-".ljust(36, "x"),
+        timestamp_local=(when + timedelta(seconds=2)).astimezone(india),
+    )
+    west = msgspec.structs.replace(
+        plain, timestamp_local=when.astimezone(timezone(timedelta(hours=-7)))
+    )
+    record = security_record([shifted, west])
+    message = decode_message(record.body).message
+    rows = {str(r["EventId"]): r for r in _raw_rows(record)}
+    for event in message.events:
+        [details] = _wire_details(event, message)
+        assert json.loads(str(rows[event.id]["EventDetails"])) == details
+    assert rows[shifted.id]["IoTRawEventId"] == f"{shifted.id}:0"
+    local = json.loads(str(rows[shifted.id]["EventDetails"]))["TimestampLocal"]
+    assert local == "2025-03-04T10:36:09.123456+05:30"
 
 
 def test_every_event_kind_gives_one_row_per_payload_row() -> None:

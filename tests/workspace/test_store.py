@@ -43,6 +43,51 @@ def test_appending_the_same_rows_twice_keeps_one_of_each(store: WorkspaceStore) 
     assert store.count("SecurityIoTRawEvent") == 15
 
 
+def _shifted(raw: pa.Table, by: timedelta) -> pa.Table:
+    """The same rows, with TimeGenerated moved (as an agent with another clock would send)."""
+    times = [t + by for t in raw.column("TimeGenerated").to_pylist()]
+    index = raw.schema.get_field_index("TimeGenerated")
+    return raw.set_column(index, "TimeGenerated", pa.array(times, raw.schema.field(index).type))
+
+
+def test_duplicates_are_found_in_every_time_range_of_a_batch(store: WorkspaceStore) -> None:
+    raw = _raw_table()
+    old = _shifted(raw.slice(0, 5), timedelta(days=-400))
+    assert store.append("SecurityIoTRawEvent", pa.concat_tables([raw.slice(5), old])) == 15
+    # A batch spanning three time ranges, every row already stored.
+    again = pa.concat_tables([old, raw.slice(5, 4), raw.slice(9)])
+    assert store.append("SecurityIoTRawEvent", again) == 0
+    assert store.count("SecurityIoTRawEvent") == 15
+
+
+def test_a_batch_repeating_a_key_inside_itself_keeps_one_row(store: WorkspaceStore) -> None:
+    raw = _raw_table()
+    assert store.append("SecurityIoTRawEvent", pa.concat_tables([raw.slice(0, 3), raw])) == 15
+    assert store.count("SecurityIoTRawEvent") == 15
+
+
+def test_non_uuid_event_ids_are_kept_as_sent_and_deduplicated(store: WorkspaceStore) -> None:
+    raw = _raw_table().slice(0, 2)
+    ids = pa.array(["agent-specific-id-" + "x" * 18, "agent-specific-id-" + "y" * 18])
+    raw = raw.set_column(raw.schema.get_field_index("EventId"), "EventId", ids)
+    assert store.append("SecurityIoTRawEvent", raw) == 2
+    assert store.append("SecurityIoTRawEvent", raw) == 0
+    cursor = store.query_cursor()
+    stored = cursor.execute(
+        "SELECT EventId, IoTRawEventId, EventDetails->>'Id' FROM SecurityIoTRawEvent ORDER BY 1"
+    ).fetchall()
+    cursor.close()
+    assert stored == [(i, f"{i}:0", i) for i in sorted(ids.to_pylist())]
+
+
+def test_raw_rows_without_a_time_are_refused_not_dropped(store: WorkspaceStore) -> None:
+    raw = _raw_table().slice(0, 1)
+    index = raw.schema.get_field_index("TimeGenerated")
+    raw = raw.set_column(index, "TimeGenerated", pa.nulls(1, raw.schema.field(index).type))
+    with pytest.raises(StoreError, match="TimeGenerated"):
+        store.append("SecurityIoTRawEvent", raw)
+
+
 def test_event_details_is_json_that_extract_reads(store: WorkspaceStore) -> None:
     store.append("SecurityIoTRawEvent", _raw_table())
     cursor = store.query_cursor()

@@ -18,6 +18,7 @@ import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hi
 
 from iotsec.schema import MessageInvalid, MessageTooLarge, aggregation_of, decode_message
 from iotsec.stream import Entry
+from iotsec.workspace.rawevents import HOT_COLUMNS, INGEST_SCHEMA
 from iotsec.workspace.tables import TABLES, Table
 
 __all__ = [
@@ -47,23 +48,47 @@ _ARROW: dict[str, pa.DataType] = {
     "dynamic": pa.string(),  # JSON text; DuckDB casts it to JSON on insert
 }
 
-# Typed raw-event columns filled from the payload row's attribute of the same meaning.
-_HOT = (
-    ("Executable", "executable"),
-    ("CommandLine", "command_line"),
-    ("ProcessId", "process_id"),
-    ("ParentProcessId", "parent_process_id"),
-    ("UserName", "user_name"),
-    ("UserId", "user_id"),
-    ("RemoteAddress", "remote_address"),
-    ("RemotePort", "remote_port"),
-    ("LocalAddress", "local_address"),
-    ("LocalPort", "local_port"),
-    ("Protocol", "protocol"),
-    ("Direction", "direction"),
-    ("Result", "result"),
-)
 _encode = msgspec.json.Encoder().encode
+
+
+# Payload fields by row type: (attribute, hot column or None, wire name, default).
+_FIELDS: dict[type, tuple[tuple[str, str | None, str, object], ...]] = {}
+_HOT_NAMES = {name for name, _ in HOT_COLUMNS}
+
+
+def _fields_of(row_type: type) -> tuple[tuple[str, str | None, str, object], ...]:
+    fields = _FIELDS.get(row_type)
+    if fields is None:
+        fields = tuple(
+            (
+                f.name,
+                f.encode_name if f.encode_name in _HOT_NAMES else None,
+                f.encode_name,
+                {} if f.default_factory is dict else f.default,
+            )
+            for f in msgspec.structs.fields(row_type)
+        )
+        _FIELDS[row_type] = fields
+    return fields
+
+
+def _payload_columns(row: object, hot: dict[str, list[object]]) -> str | None:
+    """Append ``row``'s hot fields to their columns; return the other fields as JSON (or None)."""
+    seen: set[str] = set()
+    residual: dict[str, object] = {}
+    if row is not None:
+        for attr, column, wire, default in _fields_of(type(row)):
+            value = getattr(row, attr)
+            if column is not None:
+                # RemotePort is a string on the wire; the C agent's integer 0 is normalized.
+                hot[column].append("" if column == "RemotePort" and value == 0 else value)
+                seen.add(column)
+            elif value != default:
+                residual[wire] = value
+    for column, values in hot.items():
+        if column not in seen:
+            values.append(None)
+    return _encode(residual).decode() if residual else None
 
 
 def arrow_schema(table: Table) -> pa.Schema:
@@ -76,21 +101,26 @@ def conform(table: Table, data: pa.Table | pa.RecordBatch) -> pa.Table:
 
     A missing ``Type`` column is filled with the table name, as Log Analytics does.
     """
+    return conform_to(arrow_schema(table), table.name, data)
+
+
+def conform_to(schema: pa.Schema, name: str, data: pa.Table | pa.RecordBatch) -> pa.Table:
+    """``data`` with ``schema``'s columns in order and types (see ``conform``)."""
     if isinstance(data, pa.RecordBatch):
         data = pa.Table.from_batches([data])
-    unknown = set(data.column_names) - set(table.column_names)
+    unknown = set(data.column_names) - set(schema.names)
     if unknown:
-        raise ValueError(f"{table.name} has no column {sorted(unknown)[0]!r}")
+        raise ValueError(f"{name} has no column {sorted(unknown)[0]!r}")
     n = data.num_rows
     arrays = []
-    for field in arrow_schema(table):
+    for field in schema:
         if field.name in data.column_names:
             arrays.append(data.column(field.name).cast(field.type))
         elif field.name == "Type":
-            arrays.append(pa.array([table.name] * n, field.type))
+            arrays.append(pa.array([name] * n, field.type))
         else:
             arrays.append(pa.nulls(n, field.type))
-    return pa.Table.from_arrays(arrays, schema=arrow_schema(table))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +183,8 @@ class RowBuilder:
 
     def reset(self) -> None:
         """Forget every row added so far."""
-        self._cols = {name: {c: [] for c in TABLES[name].column_names} for name in (RAW, OPLOG)}
+        self._cols = {name: {c: [] for c in TABLES[name].column_names} for name in (OPLOG,)}
+        self._cols[RAW] = {c: [] for c in INGEST_SCHEMA.names}
         self._cols[DEADLETTER] = {c: [] for c in TABLES[DEADLETTER].column_names}
         self.rows = 0
 
@@ -185,7 +216,8 @@ class RowBuilder:
         out = {}
         for name, cols in self._cols.items():
             if cols["TimeGenerated"]:
-                out[name] = pa.Table.from_pydict(cols, schema=arrow_schema(TABLES[name]))
+                schema = INGEST_SCHEMA if name == RAW else arrow_schema(TABLES[name])
+                out[name] = pa.Table.from_pydict(cols, schema=schema)
         self.reset()
         return out
 
@@ -203,25 +235,15 @@ class RowBuilder:
         module = header("module_id")
         hub = self.hub
         c = self._cols[RAW]
-        hot = [(c[column], attr) for column, attr in _HOT]
+        hot = {name: c[name] for name in _HOT_NAMES}
         agent_id, agent_version = message.agent_id, message.agent_version
         added = 0
         for event in message.events:
             name = event.name
-            envelope = _encode(
-                {
-                    "Id": event.id,
-                    "TimestampLocal": event.timestamp_local,
-                    "TimestampUTC": event.timestamp_utc,
-                    "Category": event.category,
-                    "Name": name,
-                    "EventType": event.event_type,
-                    "IsEmpty": event.is_empty,
-                    "PayloadSchemaVersion": event.payload_schema_version,
-                    "AgentId": agent_id,
-                    "AgentVersion": agent_version,
-                }
-            )
+            local = event.timestamp_local
+            offset = local.utcoffset()
+            offset_minutes = int(offset.total_seconds() // 60) if offset else 0
+            skew = round((local - event.timestamp_utc).total_seconds() * 1_000_000)
             aggregation = aggregation_of(event)
             hits = aggregation.hit_count if aggregation else 1
             rows: tuple[object, ...] = event.payload or (None,)
@@ -235,27 +257,17 @@ class RowBuilder:
                 c["HubName"].append(hub.hub_name)
                 c["DeviceId"].append(device)
                 c["ModuleId"].append(module)
-                c["IoTRawEventId"].append(f"{event.id}:{index}")
                 c["EventId"].append(event.id)
+                c["EventIdText"].append(None)
+                c["RowIndex"].append(index)
                 c["RawEventName"].append(name)
                 c["RawEventCategory"].append(event.category)
                 c["RawEventType"].append(event.event_type)
                 c["IsEmpty"].append(event.is_empty)
+                c["LocalOffset"].append(offset_minutes)
+                c["LocalSkew"].append(skew or None)
                 c["HitCount"].append(hits)
-                c["Type"].append(RAW)
-                if row is None:
-                    c["EventDetails"].append(envelope)
-                    for values, _ in hot:
-                        values.append(None)
-                    continue
-                body = _encode(row)
-                c["EventDetails"].append(
-                    envelope if body == b"{}" else envelope[:-1] + b"," + body[1:]
-                )
-                for values, attr in hot:
-                    value = getattr(row, attr, None)
-                    # RemotePort is a string on the wire; the C agent's integer 0 is normalized.
-                    values.append("" if attr == "remote_port" and value == 0 else value)
+                c["Details"].append(_payload_columns(row, hot))
             added += len(rows)
         return added
 

@@ -21,8 +21,9 @@ from typing import Self
 import duckdb
 import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hints
 
+from iotsec.workspace import rawevents
 from iotsec.workspace.errors import StoreError
-from iotsec.workspace.rows import conform
+from iotsec.workspace.rows import conform, conform_to
 from iotsec.workspace.sinks import AlertRow, RecommendationRow, rows_to_arrow
 from iotsec.workspace.tables import TABLES, Table
 
@@ -83,7 +84,11 @@ class WorkspaceStore:
             self._db = duckdb.connect(str(path) if path else ":memory:", config=config)
             self._db.execute("SET GLOBAL TimeZone = 'UTC'")
             for table in self.tables.values():
-                self._db.execute(create_table_sql(table))
+                if table.name == rawevents.RAW_TABLE:
+                    for statement in rawevents.create_statements():
+                        self._db.execute(statement)
+                else:
+                    self._db.execute(create_table_sql(table))
             self._db.execute("SET lock_configuration = true")
         except duckdb.Error as exc:
             raise StoreError(
@@ -122,6 +127,8 @@ class WorkspaceStore:
         spec = self.table(table)
         if spec.name == DEVICE_TABLE:
             return self.upsert_devices(data)
+        if spec.name == rawevents.RAW_TABLE:
+            return self._append_raw(data)
         staged = conform(spec, data)
         if staged.num_rows == 0:
             return 0
@@ -130,6 +137,52 @@ class WorkspaceStore:
             staged,
             f"INSERT INTO {_quote(spec.name)} SELECT * FROM {{staged}} ON CONFLICT DO NOTHING",  # noqa: S608 - registry names, quoted
         )
+
+    def _append_raw(self, data: pa.Table | pa.RecordBatch) -> int:
+        try:
+            staged = conform_to(rawevents.INGEST_SCHEMA, rawevents.RAW_TABLE, data)
+        except (ValueError, pa.ArrowInvalid) as exc:
+            raise StoreError(
+                f"cannot stage rows for {rawevents.RAW_TABLE}: {exc}",
+                path=self.path,
+                table=rawevents.RAW_TABLE,
+            ) from exc
+        if staged.num_rows == 0:
+            return 0
+        if staged.column("TimeGenerated").null_count:
+            raise StoreError(
+                f"{rawevents.RAW_TABLE} rows need a TimeGenerated:"
+                f" {staged.column('TimeGenerated').null_count} of {staged.num_rows} have none",
+                path=self.path,
+                table=rawevents.RAW_TABLE,
+            )
+        clusters = rawevents.time_clusters(staged.column("TimeGenerated"))
+        with self._lock:
+            self._check_open()
+            name = f"_staged_{next(self._staged)}"
+            self._db.register(name, staged)
+            inserted = 0
+            try:
+                repeats = _first(
+                    self._db.execute(rawevents.duplicates_sql(_quote(name))).fetchall()
+                )
+                self._db.execute("BEGIN TRANSACTION")
+                statements = rawevents.insert_statements(
+                    _quote(name), clusters, distinct=repeats > 0
+                )
+                for sql in statements:
+                    inserted += _first(self._db.execute(sql).fetchall())
+                self._db.execute("COMMIT")
+            except duckdb.Error as exc:
+                self._db.execute("ROLLBACK")
+                raise StoreError(
+                    f"cannot write {staged.num_rows} rows to {rawevents.RAW_TABLE}: {exc}",
+                    path=self.path,
+                    table=rawevents.RAW_TABLE,
+                ) from exc
+            finally:
+                self._db.unregister(name)
+        return inserted
 
     def upsert_devices(self, data: pa.Table | pa.RecordBatch) -> int:
         """Insert or update Device rows; a null column keeps the stored value.
@@ -170,7 +223,7 @@ class WorkspaceStore:
     def delete_older_than(self, table: str, cutoff: datetime) -> int:
         """Delete the rows of ``table`` whose time column is before ``cutoff``; returns how many."""
         spec = self.table(table)
-        sql = f"DELETE FROM {_quote(spec.name)} WHERE {_quote(spec.time_column)} < ?"  # noqa: S608 - registry names
+        sql = f"DELETE FROM {_quote(_stored(spec))} WHERE {_quote(spec.time_column)} < ?"  # noqa: S608 - registry names
         with self._lock:
             self._check_open()
             try:
@@ -188,7 +241,7 @@ class WorkspaceStore:
         spec = self.table(table)
         with self._lock:
             self._check_open()
-            sql = f"SELECT count(*) FROM {_quote(spec.name)}"  # noqa: S608 - a registry name, quoted
+            sql = f"SELECT count(*) FROM {_quote(_stored(spec))}"  # noqa: S608 - a registry name, quoted
             row = self._db.execute(sql).fetchall()
         return _first(row)
 
@@ -231,6 +284,11 @@ class WorkspaceStore:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("the workspace store is closed", path=self.path)
+
+
+def _stored(spec: Table) -> str:
+    # The table that holds the rows: raw events live behind a view.
+    return rawevents.STORAGE_TABLE if spec.name == rawevents.RAW_TABLE else spec.name
 
 
 def _last_per_key(data: pa.Table, key: str) -> pa.Table:
