@@ -35,7 +35,7 @@ __all__ = [
     "RAW_TABLE",
     "STORAGE_TABLE",
     "create_statements",
-    "duplicates_sql",
+    "has_repeats",
     "insert_statements",
     "time_clusters",
 ]
@@ -149,9 +149,12 @@ def create_statements() -> list[str]:
     return [f"CREATE TABLE IF NOT EXISTS {_q(STORAGE_TABLE)} ({columns})", _view_sql()]
 
 
-def duplicates_sql(staged: str) -> str:
-    """How many staged rows repeat an earlier staged row's key."""
-    return f'SELECT count(*) - count(DISTINCT ("EventId", "RowIndex")) FROM {staged}'  # noqa: S608 - a quoted internal name
+def has_repeats(staged: pa.Table) -> bool:
+    """Whether a staged batch holds some key (event id and row index) twice."""
+    keys = pc.binary_join_element_wise(
+        staged.column("EventId"), pc.cast(staged.column("RowIndex"), pa.string()), ":"
+    )
+    return bool(pc.count_distinct(keys).as_py() != staged.num_rows)
 
 
 def insert_statements(
@@ -162,7 +165,7 @@ def insert_statements(
     ``clusters`` are inclusive (low, high) bounds in microseconds since the epoch; the
     statements read the staged relation ``staged`` (a quoted name). ``distinct`` keeps one row
     per key within the batch; it costs more than the insert itself, so the store asks for it
-    only when ``duplicates_sql`` finds repeats.
+    only when ``has_repeats`` finds some.
     """
     unique = 'DISTINCT ON ("EventId", "RowIndex") ' if distinct else ""
     select = []

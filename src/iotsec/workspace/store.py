@@ -149,13 +149,16 @@ class WorkspaceStore:
             ) from exc
         if staged.num_rows == 0:
             return 0
-        if staged.column("TimeGenerated").null_count:
-            raise StoreError(
-                f"{rawevents.RAW_TABLE} rows need a TimeGenerated:"
-                f" {staged.column('TimeGenerated').null_count} of {staged.num_rows} have none",
-                path=self.path,
-                table=rawevents.RAW_TABLE,
-            )
+        for required in ("TimeGenerated", "EventId"):
+            missing = staged.column(required).null_count
+            if missing:
+                raise StoreError(
+                    f"{rawevents.RAW_TABLE} rows need a {required}:"
+                    f" {missing} of {staged.num_rows} have none",
+                    path=self.path,
+                    table=rawevents.RAW_TABLE,
+                )
+        repeats = rawevents.has_repeats(staged)
         clusters = rawevents.time_clusters(staged.column("TimeGenerated"))
         with self._lock:
             self._check_open()
@@ -163,13 +166,8 @@ class WorkspaceStore:
             self._db.register(name, staged)
             inserted = 0
             try:
-                repeats = _first(
-                    self._db.execute(rawevents.duplicates_sql(_quote(name))).fetchall()
-                )
                 self._db.execute("BEGIN TRANSACTION")
-                statements = rawevents.insert_statements(
-                    _quote(name), clusters, distinct=repeats > 0
-                )
+                statements = rawevents.insert_statements(_quote(name), clusters, distinct=repeats)
                 for sql in statements:
                     inserted += _first(self._db.execute(sql).fetchall())
                 self._db.execute("COMMIT")

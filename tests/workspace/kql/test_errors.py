@@ -153,3 +153,110 @@ def test_multiline_caret() -> None:
 )
 def test_messages(text: str, message: str) -> None:
     assert _error(text).message == message
+
+
+def test_summarize_expression_points_at_the_loose_column() -> None:
+    err = _error("Device | summarize n = count() + RiskScore by SecurityGroup")
+    assert err.message == "column 'RiskScore' must be inside an aggregate or be a 'by' column"
+    assert err.render().splitlines()[-1] == " " * 35 + "^" * 9
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("Device | summarize n = sum(count())", "aggregate calls cannot be nested"),
+        (
+            "Device | summarize x = arg_max(RiskScore, DeviceId) + 1",
+            "arg_max() returns several columns and cannot be part of an expression",
+        ),
+        (
+            "Device | summarize x = RiskScore + 1",
+            "summarize expects an aggregate function call, such as count()",
+        ),
+        (
+            "Device | summarize n = count(), n = count() * 2",
+            "duplicate column name 'n' in summarize",
+        ),
+        (
+            "datatable(a:int, b:string)[1, 'x', 2]",
+            "datatable has 3 values, not a whole number of rows of 2",
+        ),
+        ("datatable(a:int)['x']", "datatable column 'a' is long, got a string value"),
+        ("datatable(a:int)[strlen('x')]", "datatable values must be literals"),
+        ("datatable(a:strng)[1]", "unknown type 'strng' (did you mean 'string'?)"),
+        ("datatable(a:int, a:long)[1, 2]", "duplicate column name 'a' in datatable"),
+        ("range x from 1 to 10 step 0", "range step must not be zero"),
+        ("range x from 1 to 10 step 1d", "range cannot go from a long to a long by a timespan"),
+        ("range x from 1 to 100000000 step 1", "range would produce more than 1000000 rows"),
+        ("range x from 1e-300 to 1e300 step 1e-300", "range would produce more than 1000000 rows"),
+        (
+            "range x from 1 to tolong(now() - ago(1h)) step 1",
+            "range bounds and step must be constant numbers, times or spans",
+        ),
+        ("print a = 1, a = 2", "duplicate column name 'a' in print"),
+        ("print x = DeviceId", "unknown column 'DeviceId'"),
+        ("Device | mv-expand Tags, Tags", "mv-expand names column 'Tags' twice"),
+        (
+            "Device | mv-expand with_itemindex=DeviceId Tags",
+            "with_itemindex column 'DeviceId' already exists",
+        ),
+        (
+            "Device | mv-expand Tags to typeof(timespan)",
+            "mv-expand cannot cast elements to timespan",
+        ),
+        ("Device | mv-expand kind=list Tags", "expected 'bag' or 'array', found 'list'"),
+        ("Device | mv-expand Tags limit -1", "the row count must be a constant, non-negative long"),
+        ("Device | mv-expand dynamic([1])", "mv-expand needs a column, or 'name = expression'"),
+        ("union Nope*", "no table matches 'Nope*'"),
+        ("Device | join (Secur*) on DeviceId", "expected ')', found '*'"),
+        ("Device | join Secur* on DeviceId", "table wildcards are only allowed in union"),
+        (
+            "Device | where DeviceId in ((SecurityAlert | project DeviceId), 'x')",
+            "a tabular expression must be the only value inside 'in (...)'",
+        ),
+        (
+            "Device | where DeviceId in ((SecurityAlert | project TimeGenerated))",
+            "cannot compare string with datetime using 'in'",
+        ),
+        (
+            "Device | where DeviceId in ((SecurityAlert | count | render table))",
+            "render is not allowed in a subquery",
+        ),
+        ("Device | project-keep Nope", "unknown column 'Nope'"),
+        (
+            "Device | project-reorder DeviceID",
+            "unknown column 'DeviceID' (did you mean 'DeviceId'?)",
+        ),
+        ("Device | project-away Risk*, Nope", "unknown column 'Nope'"),
+        (
+            "union withsource=DeviceId Device, SecurityAlert",
+            "union: withsource column 'DeviceId' is already a column",
+        ),
+        (
+            "union kind=inner (print x = 1), (print x = 'a')",
+            "union: column 'x' is long in one input and string in another",
+        ),
+    ],
+)
+def test_new_construct_messages(text: str, message: str) -> None:
+    assert _error(text).message == message
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("print x = read_csv('/etc/passwd')", "unknown function 'read_csv'"),
+        ("datatable(a:string)[read_csv('/etc/passwd')]", "datatable values must be literals"),
+        ("range x from 1 to read_csv('/etc/passwd') step 1", "unknown function 'read_csv'"),
+        (
+            "datatable(a:string)['x'] | where a in ((read_csv('/etc/passwd')))",
+            "unknown function 'read_csv'",
+        ),
+        ("print x = 1 | union read_csv", "unknown table 'read_csv'"),
+        ("union withsource=T read_*", "no table matches 'read_*'"),
+        ("print x = 1 | join (read_csv('/etc/passwd')) on x", "expected ')', found '('"),
+        ("let f = read_parquet('x'); print y = f", "unknown function 'read_parquet'"),
+    ],
+)
+def test_new_sources_cannot_reach_table_functions(text: str, message: str) -> None:
+    assert _error(text).message == message

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
+
+import duckdb
+import pytest
 import sqlglot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,7 +25,17 @@ _WORDS = [
     "render", "timechart", "and", "or", "not(", "true", "-", "*", "datetime(2024-01-01)",
     "dynamic([1])", "$left.DeviceId", "$right.DeviceId", "read_csv('/etc/passwd')",
     "'; DROP TABLE x; --", "\"\\\"", "@'a''b'", "//c\n", "1.5", "between", "..",
+    "print", "x = 1", "datatable(a:long, b:string)", "[1, 'x']", "[]", "range", "from", "to",
+    "step", "withsource=T", "Security*", "Risk*", "project-keep", "project-reorder", "asc",
+    "granny-asc", "with_itemindex=i", "to typeof(long)", "kind=array", "limit", "long(null)",
+    "((", "))", "!in", "round(", "countif(", "dynamic({\"a\": 1})",
 ]  # fmt: skip
+
+# DuckDB functions that read files, URLs or other databases: never in compiled SQL.
+_FILE_FUNCTIONS = re.compile(
+    r"(read_|parquet_|csv_|json_scan|iceberg_|delta_|sqlite_|postgres_|mysql_|glob$|sniff_csv$"
+    r"|query$|query_table$)"
+)
 
 _token_soup = st.lists(st.sampled_from(_WORDS), max_size=25).map(" ".join)
 _SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -36,6 +51,8 @@ def _check_sql(sql: str) -> None:
         assert table.name in TABLES or table.name in ctes, table.name
     for forbidden in (exp.Insert, exp.Update, exp.Delete, exp.Drop, exp.Create, exp.Command):
         assert not list(tree.find_all(forbidden))
+    for function in tree.find_all(exp.Anonymous):
+        assert not _FILE_FUNCTIONS.match(function.name.lower()), function.name
 
 
 def _compile_or_kql_error(text: str) -> None:
@@ -107,3 +124,34 @@ def test_lexer_raises_only_kql_error(text: str) -> None:
     except KqlError:
         return
     assert tokens[-1].value == ""
+
+
+_NEW_SOURCES = [
+    "print x = 1, y = 'a', z = dynamic({\"k\": [1, 2]})",
+    "datatable(a:long, b:string, d:dynamic)"
+    "[1, 'read_csv', dynamic(['/etc/passwd']), long(null), '', dynamic(null)]",
+    "range x from 1 to 10 step 3 | extend y = x * 2",
+    "range t from ago(1d) to now() step 1h",
+    "let d = datatable(x:string)['dev-1']; Device | where DeviceId in (d)"
+    " | join kind=leftouter d on $left.DeviceId == $right.x",
+    "print p = dynamic([1, 2]) | mv-expand with_itemindex=i p to typeof(long) limit 1",
+    "union withsource=T Security*, (print x = 'a')",
+    "Device | where DeviceId !in ((SecurityAlert | project DeviceId))"
+    " | project-keep Risk* | project-reorder RiskLevel",
+    "print x = \"'); SELECT * FROM read_csv('/etc/passwd'); --\"",
+]
+
+
+@pytest.mark.parametrize("text", _NEW_SOURCES)
+def test_new_sources_compile_to_one_read_only_select(
+    text: str, workspace: duckdb.DuckDBPyConnection
+) -> None:
+    compiled = compile_kql(text)
+    _check_sql(compiled.sql)
+    workspace.execute(compiled.sql).fetchall()
+
+
+def test_print_keeps_sql_in_a_string(workspace: duckdb.DuckDBPyConnection) -> None:
+    text = "'); SELECT * FROM read_csv('/etc/passwd'); --"
+    compiled = compile_kql(f"print x = {json.dumps(text)}")
+    assert workspace.execute(compiled.sql).fetchall() == [(text,)]

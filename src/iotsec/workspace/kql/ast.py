@@ -10,14 +10,18 @@ from dataclasses import dataclass, field
 from typing import Literal as TypingLiteral
 
 from iotsec.workspace.kql.errors import Span
+from iotsec.workspace.tables import KqlType
 
 __all__ = [
     "Assignment",
     "Between",
     "Binary",
     "Call",
+    "ColumnPattern",
     "Count",
+    "DataTable",
     "Distinct",
+    "ExpandItem",
     "Expr",
     "Extend",
     "InList",
@@ -32,15 +36,22 @@ __all__ = [
     "Name",
     "Operator",
     "Pipeline",
+    "Print",
     "Project",
     "ProjectAway",
+    "ProjectKeep",
     "ProjectRename",
+    "ProjectReorder",
     "Query",
+    "Range",
     "Render",
+    "ReorderKey",
+    "ReorderOrder",
     "Sort",
     "SortKey",
     "Source",
     "Star",
+    "Subquery",
     "Summarize",
     "TableRef",
     "Take",
@@ -61,10 +72,13 @@ LiteralKind = TypingLiteral["string", "long", "real", "bool", "timespan", "datet
 
 @dataclass(frozen=True, slots=True)
 class Literal:
-    """A literal; ``value`` is decoded (timespans in microseconds, datetime/dynamic raw text)."""
+    """A literal; ``value`` is decoded (timespans in microseconds, datetime/dynamic raw text).
+
+    ``value`` None is a typed null such as ``long(null)``.
+    """
 
     kind: LiteralKind
-    value: str | int | float | bool
+    value: str | int | float | bool | None
     span: Span = field(default=_NOWHERE, repr=False)
 
 
@@ -150,7 +164,15 @@ class Between:
     span: Span = field(default=_NOWHERE, repr=False)
 
 
-Expr = Literal | Name | Member | Index | Star | Call | Unary | Binary | InList | Between
+@dataclass(frozen=True, slots=True)
+class Subquery:
+    """A tabular expression used as a set of values: ``x in ((T | project c))``."""
+
+    pipeline: Pipeline
+    span: Span = field(default=_NOWHERE, repr=False)
+
+
+Expr = Literal | Name | Member | Index | Star | Call | Unary | Binary | InList | Between | Subquery
 
 
 # --- tabular operators ------------------------------------------------------------------------
@@ -192,10 +214,46 @@ class Project:
 
 
 @dataclass(frozen=True, slots=True)
-class ProjectAway:
-    """``project-away a, b``."""
+class ColumnPattern:
+    """A column wildcard such as ``Remote*`` (``*`` matches any run of characters)."""
 
-    names: tuple[Name, ...]
+    pattern: str
+    span: Span = field(default=_NOWHERE, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectAway:
+    """``project-away a, b*``."""
+
+    names: tuple[Name | ColumnPattern, ...]
+    span: Span = field(default=_NOWHERE, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectKeep:
+    """``project-keep a, b*``: keep the matching columns, in their input order."""
+
+    names: tuple[Name | ColumnPattern, ...]
+    span: Span = field(default=_NOWHERE, repr=False)
+
+
+ReorderOrder = TypingLiteral["asc", "desc", "granny-asc", "granny-desc"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReorderKey:
+    """One ``project-reorder`` item; ``order`` sorts the columns a pattern matches."""
+
+    column: Name | ColumnPattern
+    order: ReorderOrder | None = None
+    span: Span = field(default=_NOWHERE, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectReorder:
+    """``project-reorder b, a* asc``: the named columns first, the others after, unchanged."""
+
+    keys: tuple[ReorderKey, ...]
     span: Span = field(default=_NOWHERE, repr=False)
 
 
@@ -265,10 +323,23 @@ class Sort:
 
 
 @dataclass(frozen=True, slots=True)
-class MvExpand:
-    """``mv-expand [name =] column``."""
+class ExpandItem:
+    """One ``mv-expand`` column: ``[name =] expr [to typeof(type)]``."""
 
-    items: tuple[Assignment, ...]
+    name: str | None
+    expr: Expr
+    to_type: KqlType | None = None
+    span: Span = field(default=_NOWHERE, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class MvExpand:
+    """``mv-expand [kind=bag|array] [with_itemindex=i] item, ... [limit n]``."""
+
+    items: tuple[ExpandItem, ...]
+    kind: TypingLiteral["bag", "array"] = "bag"
+    index: str | None = None
+    limit: Expr | None = None
     span: Span = field(default=_NOWHERE, repr=False)
 
 
@@ -302,10 +373,14 @@ class Join:
 
 @dataclass(frozen=True, slots=True)
 class Union:
-    """``union [kind=inner|outer] A, B`` (as an operator, the piped input comes first)."""
+    """``union [kind=inner|outer] [withsource=C] A, B*`` (an operator: the piped input first).
+
+    A source that is a bare table name containing ``*`` is a wildcard over the catalog's tables.
+    """
 
     kind: str
     sources: tuple[Pipeline, ...]
+    withsource: str | None = None
     span: Span = field(default=_NOWHERE, repr=False)
 
 
@@ -314,6 +389,8 @@ Operator = (
     | Project
     | ProjectAway
     | ProjectRename
+    | ProjectKeep
+    | ProjectReorder
     | Extend
     | Summarize
     | Count
@@ -336,7 +413,35 @@ class TableRef:
     span: Span = field(default=_NOWHERE, repr=False)
 
 
-Source = TableRef | Union
+@dataclass(frozen=True, slots=True)
+class Print:
+    """``print [name =] expr, ...``: one row of scalar values."""
+
+    items: tuple[Assignment, ...]
+    span: Span = field(default=_NOWHERE, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DataTable:
+    """``datatable(a:long, b:string) [1, "x", ...]``: literal rows, values in row order."""
+
+    columns: tuple[tuple[str, KqlType], ...]
+    values: tuple[Expr, ...]
+    span: Span = field(default=_NOWHERE, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """``range name from start to stop step step``."""
+
+    name: str
+    start: Expr
+    stop: Expr
+    step: Expr
+    span: Span = field(default=_NOWHERE, repr=False)
+
+
+Source = TableRef | Union | Print | DataTable | Range
 
 
 @dataclass(frozen=True, slots=True)

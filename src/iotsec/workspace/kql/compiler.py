@@ -15,10 +15,10 @@ from sqlglot import exp
 
 from iotsec.workspace.kql import ast
 from iotsec.workspace.kql.errors import KqlError, Span
-from iotsec.workspace.kql.lower import lower_pipeline
+from iotsec.workspace.kql.lower import lower_pipeline, lower_subquery
 from iotsec.workspace.kql.parser import parse
 from iotsec.workspace.kql.scalar import lower_expr
-from iotsec.workspace.kql.semantic import Context, Schema
+from iotsec.workspace.kql.semantic import Context, Schema, unique_name
 from iotsec.workspace.tables import TABLES, KqlType, Table
 
 __all__ = ["CompiledQuery", "RenderHint", "compile_kql"]
@@ -98,7 +98,7 @@ def compile_kql(
     (('Count', 'long'),)
     """
     tree = parse(text)
-    ctx = Context(text, catalog, (now or datetime.now(UTC)).astimezone(UTC))
+    ctx = Context(text, catalog, (now or datetime.now(UTC)).astimezone(UTC), lower_subquery)
     ctes: list[tuple[str, exp.Query]] = []
     for let in tree.lets:
         value = let.value
@@ -108,7 +108,10 @@ def compile_kql(
             rel = lower_pipeline(ctx, value)
             ctx.scalars.pop(let.name, None)
             ctx.tabular[let.name] = rel.schema
-            ctes.append((f"let_{let.name}", rel.query))
+            # A name bound again gets a new CTE: the new value may read the old one.
+            cte_name = unique_name(f"let_{let.name}", [name for name, _ in ctes])
+            ctx.ctes[let.name] = cte_name
+            ctes.append((cte_name, rel.query))
         else:
             ctx.tabular.pop(let.name, None)
             ctx.scalars[let.name] = lower_expr(ctx, Schema(()), value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from iotsec.workspace.kql import ast
 from iotsec.workspace.kql.tokens import TIMESPAN_UNITS
@@ -11,6 +12,10 @@ __all__ = ["format_expr", "format_query"]
 
 _UNITS = (("d", TIMESPAN_UNITS["d"]), ("h", TIMESPAN_UNITS["h"]), ("m", TIMESPAN_UNITS["m"]),
           ("s", TIMESPAN_UNITS["s"]), ("ms", TIMESPAN_UNITS["ms"]))  # fmt: skip
+
+
+# A table wildcard (``Security*``) prints bare; a name that merely contains ``*`` is bracketed.
+_PATTERN = re.compile(r"(?:[A-Za-z_]\w*)?(?:\*(?:[A-Za-z_]\w*)?)+", re.ASCII)
 
 
 def _string(value: str) -> str:
@@ -31,8 +36,10 @@ def _timespan(micros: int) -> str:
     return f"{micros}microseconds"
 
 
-def _literal(node: ast.Literal) -> str:
+def _literal(node: ast.Literal) -> str:  # noqa: PLR0911 - one return per kind
     value = node.value
+    if value is None:
+        return f"{node.kind}(null)"
     if node.kind == "string":
         assert isinstance(value, str)
         return _string(value)
@@ -70,6 +77,8 @@ def format_expr(node: ast.Expr) -> str:  # noqa: PLR0911 - one return per node t
             return f"({format_expr(left)} {op} {format_expr(right)})"
         case ast.InList(op=op, left=left, items=items):
             return f"({format_expr(left)} {op} ({', '.join(format_expr(i) for i in items)}))"
+        case ast.Subquery(pipeline=pipeline):
+            return f"({_pipeline(pipeline)})"
         case ast.Between(negated=negated, left=left, low=low, high=high):
             op = "!between" if negated else "between"
             return f"({format_expr(left)} {op} ({format_expr(low)} .. {format_expr(high)}))"
@@ -102,7 +111,13 @@ def _operator(op: ast.Operator) -> str:  # noqa: PLR0911, PLR0912 - one return p
         case ast.Project(items=items):
             return f"project {_assignments(items)}"
         case ast.ProjectAway(names=names):
-            return f"project-away {', '.join(_name(n.name) for n in names)}"
+            return f"project-away {_columns(names)}"
+        case ast.ProjectKeep(names=names):
+            return f"project-keep {_columns(names)}"
+        case ast.ProjectReorder(keys=keys):
+            return "project-reorder " + ", ".join(
+                _columns((k.column,)) + (f" {k.order}" if k.order else "") for k in keys
+            )
         case ast.ProjectRename(pairs=pairs):
             return "project-rename " + ", ".join(
                 f"{_name(new.name)} = {_name(old.name)}" for new, old in pairs
@@ -124,8 +139,8 @@ def _operator(op: ast.Operator) -> str:  # noqa: PLR0911, PLR0912 - one return p
             return f"top {format_expr(count)} by {_sort_keys(keys)}"
         case ast.Sort(keys=keys):
             return f"sort by {_sort_keys(keys)}"
-        case ast.MvExpand(items=items):
-            return f"mv-expand {_assignments(items)}"
+        case ast.MvExpand():
+            return _mv_expand(op)
         case ast.Render(kind=kind, properties=properties):
             text = f"render {kind}"
             if properties:
@@ -140,21 +155,59 @@ def _operator(op: ast.Operator) -> str:  # noqa: PLR0911, PLR0912 - one return p
                 for k in keys
             )
             return f"join kind={kind} {_operand(right)} on {on}"
-        case ast.Union(kind=kind, sources=sources):
-            return f"union kind={kind} {', '.join(_operand(s) for s in sources)}"
+        case ast.Union(kind=kind, sources=sources, withsource=withsource):
+            source = f" withsource={_name(withsource)}" if withsource is not None else ""
+            return f"union kind={kind}{source} {', '.join(_operand(s) for s in sources)}"
     raise AssertionError(op)  # pragma: no cover - the match is exhaustive
+
+
+def _columns(names: tuple[ast.Name | ast.ColumnPattern, ...]) -> str:
+    return ", ".join(
+        n.pattern if isinstance(n, ast.ColumnPattern) else _name(n.name) for n in names
+    )
+
+
+def _mv_expand(op: ast.MvExpand) -> str:
+    parts = ["mv-expand"]
+    if op.kind != "bag":
+        parts.append(f"kind={op.kind}")
+    if op.index is not None:
+        parts.append(f"with_itemindex={_name(op.index)}")
+    items = []
+    for item in op.items:
+        text = _assignment(ast.Assignment(item.name, item.expr))
+        items.append(text + (f" to typeof({item.to_type})" if item.to_type else ""))
+    parts.append(", ".join(items))
+    if op.limit is not None:
+        parts.append(f"limit {format_expr(op.limit)}")
+    return " ".join(parts)
+
+
+def _source(node: ast.Source) -> str:
+    match node:
+        case ast.TableRef(name=name):
+            return name if _PATTERN.fullmatch(name) else _name(name)
+        case ast.Union():
+            return _operator(node)
+        case ast.Print(items=items):
+            return f"print {_assignments(items)}"
+        case ast.DataTable(columns=columns, values=values):
+            spec = ", ".join(f"{_name(n)}:{t}" for n, t in columns)
+            return f"datatable({spec}) [{', '.join(format_expr(v) for v in values)}]"
+        case ast.Range(name=name, start=start, stop=stop, step=step):
+            bounds = f"from {format_expr(start)} to {format_expr(stop)} step {format_expr(step)}"
+            return f"range {_name(name)} {bounds}"
+    raise AssertionError(node)  # pragma: no cover - the match is exhaustive
 
 
 def _operand(node: ast.Pipeline) -> str:
     if isinstance(node.source, ast.TableRef) and not node.operators:
-        return _name(node.source.name)
+        return _source(node.source)
     return f"({_pipeline(node)})"
 
 
 def _pipeline(node: ast.Pipeline) -> str:
-    source = node.source
-    head = _name(source.name) if isinstance(source, ast.TableRef) else _operator(source)
-    return "\n| ".join([head, *(_operator(op) for op in node.operators)])
+    return "\n| ".join([_source(node.source), *(_operator(op) for op in node.operators)])
 
 
 def format_query(node: ast.Query) -> str:

@@ -327,6 +327,12 @@ def _pack(ctx: Context, args: list[Typed], node: ast.Call) -> Typed:
     return Typed(call("json_object", *parts), "dynamic")
 
 
+def _pack_array(ctx: Context, args: list[Typed], node: ast.Call) -> Typed:
+    # Datetimes go into JSON as their ISO text, as KQL writes them.
+    values = [as_string(a) if a.type == "datetime" else a.sql for a in args]
+    return Typed(call("json_array", *values), "dynamic")
+
+
 def _ip_number(text: exp.Expression) -> exp.Expression:
     octets = [
         exp.TryCast(
@@ -369,6 +375,30 @@ def _strlen(ctx: Context, args: list[Typed], node: ast.Call) -> Typed:
     return Typed(call("length", as_string(args[0])), "long")
 
 
+def _number(ctx: Context, node: ast.Call, value: Typed) -> Typed:
+    if value.type in NUMERIC:
+        return value
+    if value.type in ("dynamic", "string"):
+        return Typed(as_number(value), "real")
+    raise ctx.error(f"{node.name}(): expected a number, got {value.type}", node.args[0])
+
+
+def _round(ctx: Context, args: list[Typed], node: ast.Call) -> Typed:
+    value = _number(ctx, node, args[0])
+    digits = _const(ctx, node, args, 1, int) if len(args) > 1 else 0
+    assert isinstance(digits, int)
+    return Typed(call("round", value.sql, _N(str(digits))), value.type)
+
+
+def _abs(ctx: Context, args: list[Typed], node: ast.Call) -> Typed:
+    if args[0].type == "timespan":  # DuckDB has no abs(INTERVAL)
+        span = args[0].sql
+        negative = exp.LT(this=span, expression=exp.Interval(this=_S("0"), unit=exp.var("SECOND")))
+        return Typed(exp.If(this=negative, true=exp.Neg(this=span), false=span), "timespan")
+    value = _number(ctx, node, args[0])
+    return Typed(call("abs", value.sql), value.type)
+
+
 FUNCTIONS: dict[str, Function] = {
     "ago": Function(1, 1, _ago),
     "now": Function(0, 1, _now),
@@ -386,6 +416,8 @@ FUNCTIONS: dict[str, Function] = {
     "tolower": Function(1, 1, _string_fn("lower")),
     "toupper": Function(1, 1, _string_fn("upper")),
     "strlen": Function(1, 1, _strlen),
+    "round": Function(1, 2, _round),
+    "abs": Function(1, 1, _abs),
     "substring": Function(2, 3, _substring),
     "strcat": Function(1, 64, _strcat),
     "split": Function(2, 3, _split),
@@ -407,6 +439,7 @@ FUNCTIONS: dict[str, Function] = {
     "todynamic": Function(1, 1, _parse_json),
     "pack": Function(2, 64, _pack),
     "bag_pack": Function(2, 64, _pack),
+    "pack_array": Function(1, 64, _pack_array),
     "ipv4_is_in_range": Function(2, 2, _ipv4_is_in_range),
     "not": Function(1, 1, _not),
 }
@@ -415,7 +448,11 @@ FUNCTIONS: dict[str, Function] = {
 # --- aggregates --------------------------------------------------------------------------------
 
 
-def _agg(name: str, kind: KqlType | None = None, *, numeric: bool = False) -> Lowering:
+def _agg(
+    name: str, kind: KqlType | None = None, *, numeric: bool = False, zero: bool = False
+) -> Lowering:
+    """An aggregate of one value; ``zero``: 0 over no (non-null) values, as KQL's default."""
+
     def lower(ctx: Context, args: list[Typed], node: ast.Call) -> Typed:
         (value,) = args
         sql = as_number(value) if numeric and value.type not in NUMERIC else value.sql
@@ -423,7 +460,10 @@ def _agg(name: str, kind: KqlType | None = None, *, numeric: bool = False) -> Lo
             result: KqlType = "real"
         else:
             result = kind or value.type
-        return Typed(call(name, sql), result)
+        agg = call(name, sql)
+        if zero:
+            agg = exp.Coalesce(this=agg, expressions=[_N("0")])
+        return Typed(agg, result)
 
     return lower
 
@@ -433,7 +473,9 @@ def _count(ctx: Context, args: list[Typed], node: ast.Call) -> Typed:
 
 
 def _countif(ctx: Context, args: list[Typed], node: ast.Call) -> Typed:
-    return Typed(call("count_if", as_bool(args[0])), "long")
+    # DuckDB's count_if is null over no rows or only null predicates; KQL's countif is 0.
+    counted = call("count_if", as_bool(args[0]))
+    return Typed(exp.Coalesce(this=counted, expressions=[_N("0")]), "long")
 
 
 def _dcount(ctx: Context, args: list[Typed], node: ast.Call) -> Typed:
@@ -448,7 +490,8 @@ def _dcountif(ctx: Context, args: list[Typed], node: ast.Call) -> Typed:
 
 def _sumif(ctx: Context, args: list[Typed], node: ast.Call) -> Typed:
     value = exp.If(this=as_bool(args[1]), true=as_number(args[0]))
-    return Typed(call("sum", value), args[0].type if args[0].type in NUMERIC else "real")
+    total = exp.Coalesce(this=call("sum", value), expressions=[_N("0")])
+    return Typed(total, args[0].type if args[0].type in NUMERIC else "real")
 
 
 def _make(distinct: bool) -> Lowering:
@@ -483,14 +526,14 @@ AGGREGATES: dict[str, Aggregate] = {
     "countif": Aggregate(1, 1, "countif", _countif),
     "dcount": Aggregate(1, 2, "dcount", _dcount),
     "dcountif": Aggregate(2, 3, "dcountif", _dcountif),
-    "sum": Aggregate(1, 1, "sum", _agg("sum", numeric=True)),
+    "sum": Aggregate(1, 1, "sum", _agg("sum", numeric=True, zero=True)),
     "sumif": Aggregate(2, 2, "sumif", _sumif),
     "avg": Aggregate(1, 1, "avg", _agg("avg", "real", numeric=True)),
     "min": Aggregate(1, 1, "min", _agg("min")),
     "max": Aggregate(1, 1, "max", _agg("max")),
     "any": Aggregate(1, 1, "any", _agg("any_value")),
     "take_any": Aggregate(1, 1, "any", _agg("any_value")),
-    "stdev": Aggregate(1, 1, "stdev", _agg("stddev_samp", "real", numeric=True)),
+    "stdev": Aggregate(1, 1, "stdev", _agg("stddev_samp", "real", numeric=True, zero=True)),
     "make_set": Aggregate(1, 2, "set", _make(distinct=True)),
     "makeset": Aggregate(1, 2, "set", _make(distinct=True)),
     "make_list": Aggregate(1, 2, "list", _make(distinct=False)),

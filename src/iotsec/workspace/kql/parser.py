@@ -1,124 +1,68 @@
 """The KQL parser: recursive descent from tokens to the :mod:`~iotsec.workspace.kql.ast` tree.
 
-Grammar (informally)::
+Grammar (informally; scalar expressions are in :mod:`iotsec.workspace.kql.exprparser`)::
 
     query     := (let ';')* pipeline ';'?
     let       := 'let' NAME '=' (pipeline | expr)
     pipeline  := source ('|' operator)*
-    source    := NAME | 'union' ... | '(' pipeline ')'
-    expr      := or ; or := and ('or' and)* ; and := cmp ('and' cmp)*
-    cmp       := add (CMP_OP add | 'in' '(' list ')' | 'between' '(' add '..' add ')')?
-    add       := mul (('+'|'-') mul)* ; mul := unary (('*'|'/'|'%') unary)*
-    unary     := ('-'|'+') unary | postfix ; postfix := primary ('.' NAME | '[' expr ']')*
+    source    := NAME | '(' pipeline ')' | 'union' ... | 'print' items
+               | 'datatable' '(' NAME ':' TYPE, ... ')' '[' values ']'
+               | 'range' NAME 'from' expr 'to' expr 'step' expr
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 from iotsec.workspace.kql import ast
 from iotsec.workspace.kql.errors import KqlError, Span, did_you_mean
-from iotsec.workspace.kql.lexer import tokenize
-from iotsec.workspace.kql.tokens import Token, TokenKind
+from iotsec.workspace.kql.exprparser import COMPARISON_OPERATORS, ExprParser
+from iotsec.workspace.kql.tokens import TYPE_NAMES, TokenKind
+from iotsec.workspace.tables import KqlType
 
-__all__ = ["COMPARISON_OPERATORS", "TABULAR_OPERATORS", "parse"]
+__all__ = ["COMPARISON_OPERATORS", "JOIN_KINDS", "TABULAR_OPERATORS", "parse"]
 
-#: Binary operators at comparison precedence (besides in/between).
-COMPARISON_OPERATORS = frozenset(
-    {
-        "==",
-        "!=",
-        "<>",
-        "<",
-        "<=",
-        ">",
-        ">=",
-        "=~",
-        "!~",
-        "contains",
-        "!contains",
-        "contains_cs",
-        "!contains_cs",
-        "has",
-        "!has",
-        "has_cs",
-        "!has_cs",
-        "startswith",
-        "!startswith",
-        "startswith_cs",
-        "!startswith_cs",
-        "endswith",
-        "!endswith",
-        "endswith_cs",
-        "!endswith_cs",
-        "matches regex",
-    }
-)
-_IN_OPERATORS = frozenset({"in", "!in", "in~", "!in~"})
 JOIN_KINDS = frozenset(
     {"inner", "innerunique", "leftouter", "rightouter", "fullouter", "leftanti", "leftsemi"}
 )
+_REORDER: dict[str, ast.ReorderOrder] = {
+    "asc": "asc",
+    "desc": "desc",
+    "granny-asc": "granny-asc",
+    "granny-desc": "granny-desc",
+}
+_T = TypeVar("_T")
 
 
-class _Parser:
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.tokens = tokenize(text)
-        self.pos = 0
-
-    # --- token helpers ------------------------------------------------------------------------
-
-    @property
-    def tok(self) -> Token:
-        return self.tokens[self.pos]
-
-    def ahead(self, n: int = 1) -> Token:
-        return self.tokens[min(self.pos + n, len(self.tokens) - 1)]
-
-    def advance(self) -> Token:
-        token = self.tokens[self.pos]
-        if token.kind is not TokenKind.EOF:
-            self.pos += 1
-        return token
-
-    def error(self, message: str, token: Token | None = None) -> KqlError:
-        return KqlError(message, self.text, (token or self.tok).span)
-
-    def describe(self, token: Token) -> str:
-        if token.kind is TokenKind.EOF:
-            return "end of query"
-        return f"'{self.text[token.span.start : token.span.end]}'"
-
-    def expect_op(self, value: str) -> Token:
-        if not self.tok.is_op(value):
-            raise self.error(f"expected '{value}', found {self.describe(self.tok)}")
-        return self.advance()
-
-    def expect_word(self, *words: str) -> Token:
-        if not self.tok.is_word(*words):
-            wanted = " or ".join(f"'{w}'" for w in words)
-            raise self.error(f"expected {wanted}, found {self.describe(self.tok)}")
-        return self.advance()
-
-    def name(self, what: str = "a name") -> ast.Name:
-        token = self.tok
-        if token.kind is TokenKind.IDENT:
-            self.advance()
-            return ast.Name(token.value, token.span)
-        if token.is_op("[") and self.ahead().kind is TokenKind.STRING and self.ahead(2).is_op("]"):
-            self.pos += 3
-            return ast.Name(self.ahead(-2).value, token.span.to(self.ahead(-1).span))
-        raise self.error(f"expected {what}, found {self.describe(token)}")
-
-    def span_from(self, start: Span) -> Span:
-        return Span(start.start, self.tokens[max(self.pos - 1, 0)].span.end)
-
-    def comma_list(self, item: Callable[[], ast.Assignment]) -> tuple[ast.Assignment, ...]:
+class _Parser(ExprParser):
+    def comma_list(self, item: Callable[[], _T]) -> tuple[_T, ...]:
         items = [item()]
         while self.tok.is_op(","):
             self.advance()
             items.append(item())
         return tuple(items)
+
+    def pattern_text(self) -> str | None:
+        """Adjacent name and ``*`` tokens (``Remote*``, ``*Id``), or None if none start here."""
+        first = self.tok
+        if not (first.kind is TokenKind.IDENT or first.is_op("*")):
+            return None
+        parts = [self.advance()]
+        while (
+            self.tok.kind in (TokenKind.IDENT, TokenKind.LONG) or self.tok.is_op("*")
+        ) and self.tok.span.start == parts[-1].span.end:
+            parts.append(self.advance())
+        return "".join(self.text[p.span.start : p.span.end] for p in parts)
+
+    def column_or_pattern(self) -> ast.Name | ast.ColumnPattern:
+        start = self.tok.span
+        text = self.pattern_text()
+        if text is None:
+            return self.name("a column name or pattern")
+        if "*" in text:
+            return ast.ColumnPattern(text, self.span_from(start))
+        return ast.Name(text, self.span_from(start))
 
     # --- statements ---------------------------------------------------------------------------
 
@@ -142,14 +86,6 @@ class _Parser:
         value: ast.Expr | ast.Pipeline = self.pipeline() if self.looks_tabular() else self.expr()
         return ast.Let(name.name, value, self.span_from(start))
 
-    def looks_tabular(self) -> bool:
-        tok = self.tok
-        if tok.is_word("union"):
-            return True
-        if tok.is_op("("):
-            return self.ahead().kind is TokenKind.IDENT and self.ahead(2).is_op("|")
-        return tok.kind is TokenKind.IDENT and self.ahead().is_op("|")
-
     def pipeline(self) -> ast.Pipeline:
         start = self.tok.span
         source: ast.Source
@@ -159,15 +95,66 @@ class _Parser:
             inner = self.pipeline()
             self.expect_op(")")
             source, operators = inner.source, list(inner.operators)
-        elif self.tok.is_word("union"):
-            source = self.union(self.advance().span)
         else:
-            name = self.name("a table name")
-            source = ast.TableRef(name.name, name.span)
+            source = self.source()
         while self.tok.is_op("|"):
             self.advance()
             operators.append(self.operator())
         return ast.Pipeline(source, tuple(operators), self.span_from(start))
+
+    def source(self) -> ast.Source:
+        tok = self.tok
+        if tok.is_word("union"):
+            return self.union(self.advance().span)
+        if tok.is_word("print"):
+            self.advance()
+            return ast.Print(self.comma_list(self.assignment), self.span_from(tok.span))
+        if tok.is_word("datatable") and self.ahead().is_op("("):
+            return self.datatable()
+        if tok.is_word("range") and self.ahead(2).is_word("from"):
+            return self.range()
+        name = self.name("a table name")
+        return ast.TableRef(name.name, name.span)
+
+    def datatable(self) -> ast.DataTable:
+        start = self.advance().span
+        self.expect_op("(")
+        columns = self.comma_list(self.column_spec)
+        self.expect_op(")")
+        self.expect_op("[")
+        values: list[ast.Expr] = []
+        while not self.tok.is_op("]"):
+            values.append(self.expr())
+            if not self.tok.is_op(","):
+                break
+            self.advance()  # KQL allows a trailing comma
+        self.expect_op("]")
+        return ast.DataTable(columns, tuple(values), self.span_from(start))
+
+    def column_spec(self) -> tuple[str, KqlType]:
+        name = self.name("a column name")
+        self.expect_op(":")
+        return name.name, self.type_name()
+
+    def type_name(self) -> KqlType:
+        token = self.tok
+        if token.kind is not TokenKind.IDENT:
+            raise self.error(f"expected a type name, found {self.describe(token)}")
+        if token.value not in TYPE_NAMES:
+            raise self.error(did_you_mean("type", token.value, TYPE_NAMES))
+        self.advance()
+        return TYPE_NAMES[token.value]
+
+    def range(self) -> ast.Range:
+        start = self.advance().span
+        name = self.name("a column name after 'range'")
+        self.expect_word("from")
+        low = self.expr()
+        self.expect_word("to")
+        high = self.expr()
+        self.expect_word("step")
+        step = self.expr()
+        return ast.Range(name.name, low, high, step, self.span_from(start))
 
     # --- tabular operators --------------------------------------------------------------------
 
@@ -191,11 +178,19 @@ class _Parser:
         return ast.Extend(self.comma_list(self.assignment), self.span_from(start))
 
     def project_away(self, start: Span) -> ast.Operator:
-        names = [self.name("a column name")]
-        while self.tok.is_op(","):
-            self.advance()
-            names.append(self.name("a column name"))
-        return ast.ProjectAway(tuple(names), self.span_from(start))
+        return ast.ProjectAway(self.comma_list(self.column_or_pattern), self.span_from(start))
+
+    def project_keep(self, start: Span) -> ast.Operator:
+        return ast.ProjectKeep(self.comma_list(self.column_or_pattern), self.span_from(start))
+
+    def project_reorder(self, start: Span) -> ast.Operator:
+        return ast.ProjectReorder(self.comma_list(self.reorder_key), self.span_from(start))
+
+    def reorder_key(self) -> ast.ReorderKey:
+        begin = self.tok.span
+        column = self.column_or_pattern()
+        order = _REORDER[self.advance().value] if self.tok.is_word(*_REORDER) else None
+        return ast.ReorderKey(column, order, self.span_from(begin))
 
     def project_rename(self, start: Span) -> ast.Operator:
         pairs: list[tuple[ast.Name, ast.Name]] = []
@@ -227,11 +222,7 @@ class _Parser:
         if self.tok.is_op("*"):
             self.advance()
             return ast.Distinct((), self.span_from(start))
-        items = [self.expr()]
-        while self.tok.is_op(","):
-            self.advance()
-            items.append(self.expr())
-        return ast.Distinct(tuple(items), self.span_from(start))
+        return ast.Distinct(self.comma_list(self.expr), self.span_from(start))
 
     def take(self, start: Span) -> ast.Operator:
         return ast.Take(self.expr(), self.span_from(start))
@@ -263,7 +254,33 @@ class _Parser:
             self.advance()
 
     def mv_expand(self, start: Span) -> ast.Operator:
-        return ast.MvExpand(self.comma_list(self.assignment), self.span_from(start))
+        kind: str = "bag"
+        index: str | None = None
+        while (option := self.option("kind", "bagexpansion", "with_itemindex")) is not None:
+            if option == "with_itemindex":
+                index = self.name("an index column name").name
+            else:
+                kind = self.expect_word("bag", "array").value
+        items = self.comma_list(self.expand_item)
+        limit: ast.Expr | None = None
+        if self.tok.is_word("limit"):
+            self.advance()
+            limit = self.expr()
+        return ast.MvExpand(
+            items, "array" if kind == "array" else "bag", index, limit, self.span_from(start)
+        )
+
+    def expand_item(self) -> ast.ExpandItem:
+        begin = self.tok.span
+        item = self.assignment()
+        to_type: KqlType | None = None
+        if self.tok.is_word("to"):
+            self.advance()
+            self.expect_word("typeof")
+            self.expect_op("(")
+            to_type = self.type_name()
+            self.expect_op(")")
+        return ast.ExpandItem(item.name, item.expr, to_type, self.span_from(begin))
 
     def render(self, start: Span) -> ast.Operator:
         kind = self.name("a chart kind").name
@@ -281,47 +298,47 @@ class _Parser:
             self.expect_op(")")
         return ast.Render(kind, tuple(props), self.span_from(start))
 
-    def union_kind(self) -> str:
-        if self.tok.is_word("kind") and self.ahead().is_op("="):
-            self.pos += 2
-            return self.expect_word("inner", "outer").value
-        return "outer"
-
     def union(self, start: Span) -> ast.Union:
-        kind = self.union_kind()
-        sources = [self.union_source()]
-        while self.tok.is_op(","):
-            self.advance()
-            sources.append(self.union_source())
-        return ast.Union(kind, tuple(sources), self.span_from(start))
+        kind = "outer"
+        withsource: str | None = None
+        while (option := self.option("kind", "withsource")) is not None:
+            if option == "kind":
+                kind = self.expect_word("inner", "outer").value
+            else:
+                withsource = self.name("a column name after 'withsource='").name
+        sources = self.comma_list(self.union_source)
+        return ast.Union(kind, sources, withsource, self.span_from(start))
 
     def union_source(self) -> ast.Pipeline:
+        start = self.tok.span
         if self.tok.is_op("("):
             self.advance()
             inner = self.pipeline()
             self.expect_op(")")
             return inner
-        name = self.name("a table name")
-        return ast.Pipeline(ast.TableRef(name.name, name.span), (), name.span)
+        if self.tok.is_word("datatable") and self.ahead().is_op("("):
+            return ast.Pipeline(self.datatable(), (), self.span_from(start))
+        text = self.pattern_text()
+        if text is None:
+            name = self.name("a table name")
+            return ast.Pipeline(ast.TableRef(name.name, name.span), (), name.span)
+        span = self.span_from(start)
+        return ast.Pipeline(ast.TableRef(text, span), (), span)
 
     def union_operator(self, start: Span) -> ast.Operator:
         return self.union(start)
 
     def join(self, start: Span) -> ast.Operator:
         kind = "innerunique"
-        if self.tok.is_word("kind") and self.ahead().is_op("="):
-            self.pos += 2
+        if self.option("kind") is not None:
             token = self.tok
             kind = self.name("a join kind").name
             if kind not in JOIN_KINDS:
                 raise self.error(did_you_mean("join kind", kind, sorted(JOIN_KINDS)), token)
         right = self.union_source()
         self.expect_word("on")
-        keys = [self.join_key()]
-        while self.tok.is_op(","):
-            self.advance()
-            keys.append(self.join_key())
-        return ast.Join(kind, right, tuple(keys), self.span_from(start))
+        keys = self.comma_list(self.join_key)
+        return ast.Join(kind, right, keys, self.span_from(start))
 
     def join_key(self) -> ast.JoinKey:
         begin = self.tok.span
@@ -358,164 +375,15 @@ class _Parser:
             return ast.Assignment(quoted.name, self.expr(), self.span_from(begin))
         return ast.Assignment(None, self.expr(), self.span_from(begin))
 
-    # --- scalar expressions -------------------------------------------------------------------
-
-    def expr(self) -> ast.Expr:
-        return self.or_expr()
-
-    def or_expr(self) -> ast.Expr:
-        left = self.and_expr()
-        while self.tok.is_word("or"):
-            self.advance()
-            right = self.and_expr()
-            left = ast.Binary("or", left, right, left.span.to(right.span))
-        return left
-
-    def and_expr(self) -> ast.Expr:
-        left = self.comparison()
-        while self.tok.is_word("and"):
-            self.advance()
-            right = self.comparison()
-            left = ast.Binary("and", left, right, left.span.to(right.span))
-        return left
-
-    def comparison(self) -> ast.Expr:
-        left = self.additive()
-        tok = self.tok
-        op = tok.value if tok.kind in (TokenKind.OP, TokenKind.IDENT) else ""
-        if op == "matches" and tok.kind is TokenKind.IDENT:
-            self.advance()
-            self.expect_word("regex")
-            op = "matches regex"
-        elif op in COMPARISON_OPERATORS:
-            self.advance()
-        elif op in _IN_OPERATORS:
-            self.advance()
-            self.expect_op("(")
-            items = [self.expr()]
-            while self.tok.is_op(","):
-                self.advance()
-                items.append(self.expr())
-            self.expect_op(")")
-            return ast.InList(op, left, tuple(items), self.span_from(left.span))
-        elif op in ("between", "!between"):
-            self.advance()
-            self.expect_op("(")
-            low = self.additive()
-            self.expect_op("..")
-            high = self.additive()
-            self.expect_op(")")
-            return ast.Between(op == "!between", left, low, high, self.span_from(left.span))
-        else:
-            return left
-        right = self.additive()
-        return ast.Binary(op, left, right, left.span.to(right.span))
-
-    def additive(self) -> ast.Expr:
-        left = self.multiplicative()
-        while self.tok.is_op("+", "-"):
-            op = self.advance().value
-            right = self.multiplicative()
-            left = ast.Binary(op, left, right, left.span.to(right.span))
-        return left
-
-    def multiplicative(self) -> ast.Expr:
-        left = self.unary()
-        while self.tok.is_op("*", "/", "%"):
-            op = self.advance().value
-            right = self.unary()
-            left = ast.Binary(op, left, right, left.span.to(right.span))
-        return left
-
-    def unary(self) -> ast.Expr:
-        if self.tok.is_op("-", "+"):
-            token = self.advance()
-            operand = self.unary()
-            if isinstance(operand, ast.Literal) and operand.kind in ("long", "real", "timespan"):
-                value = operand.value
-                assert isinstance(value, int | float)  # numeric kinds hold numbers
-                signed = -value if token.value == "-" else value
-                return ast.Literal(operand.kind, signed, token.span.to(operand.span))
-            return ast.Unary(token.value, operand, token.span.to(operand.span))
-        return self.postfix()
-
-    def postfix(self) -> ast.Expr:
-        expr = self.primary()
-        while True:
-            if self.tok.is_op(".") and self.ahead().kind is TokenKind.IDENT:
-                self.advance()
-                name = self.advance()
-                expr = ast.Member(expr, name.value, expr.span.to(name.span))
-            elif self.tok.is_op("[") and not isinstance(expr, ast.Literal):
-                self.advance()
-                index = self.expr()
-                end = self.expect_op("]")
-                expr = ast.Index(expr, index, expr.span.to(end.span))
-            else:
-                return expr
-
-    def primary(self) -> ast.Expr:  # noqa: PLR0911 - one return per kind of primary
-        tok = self.tok
-        kind = tok.kind
-        if kind is TokenKind.STRING:
-            self.advance()
-            return ast.Literal("string", tok.value, tok.span)
-        if kind in (TokenKind.LONG, TokenKind.REAL, TokenKind.TIMESPAN):
-            self.advance()
-            assert tok.number is not None  # the lexer decodes every number
-            lit_kind: ast.LiteralKind = (
-                "long"
-                if kind is TokenKind.LONG
-                else "real"
-                if kind is TokenKind.REAL
-                else "timespan"
-            )
-            return ast.Literal(lit_kind, tok.number, tok.span)
-        if kind is TokenKind.DATETIME:
-            self.advance()
-            return ast.Literal("datetime", tok.value, tok.span)
-        if kind is TokenKind.DYNAMIC:
-            self.advance()
-            return ast.Literal("dynamic", tok.value, tok.span)
-        if tok.is_op("("):
-            self.advance()
-            inner = self.expr()
-            self.expect_op(")")
-            return inner
-        if tok.is_op("*"):
-            self.advance()
-            return ast.Star(tok.span)
-        if kind is TokenKind.IDENT:
-            if tok.value in ("true", "false"):
-                self.advance()
-                return ast.Literal("bool", tok.value == "true", tok.span)
-            if self.ahead().is_op("("):
-                return self.call()
-            self.advance()
-            return ast.Name(tok.value, tok.span)
-        if tok.is_op("[") and self.ahead().kind is TokenKind.STRING:
-            return self.name()
-        raise self.error(f"expected an expression, found {self.describe(tok)}")
-
-    def call(self) -> ast.Expr:
-        name = self.advance()
-        self.expect_op("(")
-        args: list[ast.Expr] = []
-        if not self.tok.is_op(")"):
-            args.append(self.expr())
-            while self.tok.is_op(","):
-                self.advance()
-                args.append(self.expr())
-        end = self.expect_op(")")
-        return ast.Call(name.value, tuple(args), name.span.to(end.span))
-
 
 _OPERATOR_PARSERS: dict[str, Callable[[_Parser, Span], ast.Operator]] = {
     "where": _Parser.where,
     "filter": _Parser.where,
     "project": _Parser.project,
     "project-away": _Parser.project_away,
+    "project-keep": _Parser.project_keep,
     "project-rename": _Parser.project_rename,
+    "project-reorder": _Parser.project_reorder,
     "extend": _Parser.extend,
     "summarize": _Parser.summarize,
     "count": _Parser.count,

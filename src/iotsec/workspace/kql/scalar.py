@@ -12,6 +12,8 @@ KQL semantics kept where SQL differs (each is tested in the golden file):
   true (``not`` coalesces its operand to false first).
 * ``long / long`` divides as integers (truncating), as KQL does.
 * A dynamic operand compared with a string, number or bool is first converted to that type.
+* ``in (dynamic array)`` tests the array's elements; ``in (tabular expression)`` (a subquery or
+  a tabular ``let`` name, the only item then) tests the values of its first column.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from iotsec.workspace.kql.types import (
     call,
     col,
     interval,
+    json_items,
     json_pointer,
     string,
     timestamp,
@@ -75,6 +78,8 @@ def lower_expr(ctx: Context, schema: Schema, node: ast.Expr) -> Typed:  # noqa: 
             return _access(ctx, schema, node)
         case ast.Star():
             raise ctx.error("'*' is only allowed as an argument of arg_max/arg_min", node)
+        case ast.Subquery():
+            raise ctx.error("a tabular expression is only allowed inside 'in (...)'", node)
         case ast.Call():
             return _call(ctx, schema, node)
         case ast.Unary(op=op, operand=operand):
@@ -99,8 +104,21 @@ def lower_expr(ctx: Context, schema: Schema, node: ast.Expr) -> Typed:  # noqa: 
     raise AssertionError(node)  # pragma: no cover - the match is exhaustive
 
 
+_NULL_TYPES: dict[KqlType, str] = {
+    "string": "VARCHAR",
+    "long": "BIGINT",
+    "real": "DOUBLE",
+    "bool": "BOOLEAN",
+    "timespan": "INTERVAL",
+    "datetime": "TIMESTAMPTZ",
+    "dynamic": "JSON",
+}
+
+
 def _literal(ctx: Context, node: ast.Literal) -> Typed:  # noqa: PLR0911 - one return per kind
     value = node.value
+    if value is None:
+        return Typed(exp.cast(exp.Null(), _NULL_TYPES[node.kind]), node.kind)
     if node.kind == "string":
         assert isinstance(value, str)
         return string(value)
@@ -130,11 +148,39 @@ def _literal(ctx: Context, node: ast.Literal) -> Typed:  # noqa: PLR0911 - one r
         assert parsed is not None
         return timestamp(parsed)
     try:
-        parsed_json = json.loads(value)
+        parsed_json = json.loads(_dynamic_json(value))
     except (ValueError, RecursionError) as exc:
         raise ctx.error("malformed dynamic literal (expected JSON)", node) from exc
     text = json.dumps(parsed_json, ensure_ascii=False, separators=(",", ":"))
     return Typed(exp.cast(_S(text), "JSON"), "dynamic")
+
+
+_UNESCAPE = {"n": "\n", "t": "\t", "r": "\r", "0": "\0"}
+
+
+def _dynamic_json(text: str) -> str:
+    """A ``dynamic(...)`` literal's text as JSON: KQL also quotes strings with ``'``."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        quote = text[i]
+        if quote not in "'\"":
+            out.append(quote)
+            i += 1
+            continue
+        j, chars = i + 1, []
+        while j < len(text) and text[j] != quote:
+            if text[j] == "\\" and j + 1 < len(text):
+                chars.append(_UNESCAPE.get(text[j + 1], text[j + 1]))
+                j += 2
+            else:
+                chars.append(text[j])
+                j += 1
+        if j >= len(text):
+            return text  # unterminated: let the JSON parser report it
+        out.append(json.dumps("".join(chars)) if quote == "'" else text[i : j + 1])
+        i = j + 1
+    return "".join(out)
 
 
 def _access(ctx: Context, schema: Schema, node: ast.Member | ast.Index) -> Typed:
@@ -275,21 +321,105 @@ def _arith(ctx: Context, node: ast.Binary, left: Typed, right: Typed) -> Typed:
 def _in(ctx: Context, schema: Schema, node: ast.InList) -> Typed:
     op = node.op
     value = lower_expr(ctx, schema, node.left)
-    values = [lower_expr(ctx, schema, i) for i in node.items]
-    insensitive = op.endswith("~")
-    if insensitive:
-        subject: exp.Expression = exp.Lower(this=as_string(value))
-        choices: list[exp.Expression] = [exp.Lower(this=as_string(v)) for v in values]
+    tabular = _tabular_item(ctx, schema, node)
+    if tabular is not None:
+        sql = _in_subquery(ctx, node, value, tabular)
     else:
-        subject = _scalar(value, values[0].type)
-        if (
-            op == "in"
-            and value.type == "string"
-            and all(isinstance(v.const, str) and v.const for v in values)
-        ):
-            subject = value.sql  # null is in no list of non-empty strings: keep the plain column
-        choices = [_scalar(v, value.type) for v in values]
-    sql: exp.Expression = exp.In(this=subject, expressions=choices)
+        values = [lower_expr(ctx, schema, i) for i in node.items]
+        if any(v.type == "dynamic" for v in values):
+            sql = _in_arrays(ctx, node, value, values)
+        else:
+            sql = _in_list(node, value, values)
     if op.startswith("!"):
         sql = exp.Not(this=exp.Paren(this=exp.Coalesce(this=sql, expressions=[exp.false()])))
     return Typed(sql, "bool")
+
+
+def _in_list(node: ast.InList, value: Typed, values: list[Typed]) -> exp.Expression:
+    if node.op.endswith("~"):
+        subject: exp.Expression = exp.Lower(this=as_string(value))
+        return exp.In(this=subject, expressions=[exp.Lower(this=as_string(v)) for v in values])
+    subject = _scalar(value, values[0].type)
+    if (
+        node.op == "in"
+        and value.type == "string"
+        and all(isinstance(v.const, str) and v.const for v in values)
+    ):
+        subject = value.sql  # null is in no list of non-empty strings: keep the plain column
+    return exp.In(this=subject, expressions=[_scalar(v, value.type) for v in values])
+
+
+def _comparable(ctx: Context, node: ast.InList, left: KqlType, right: KqlType) -> None:
+    kinds = {left, right}
+    if len(kinds) == 1 or "dynamic" in kinds or kinds <= NUMERIC or node.op.endswith("~"):
+        return
+    raise ctx.error(f"cannot compare {left} with {right} using '{node.op}'", node)
+
+
+def _in_arrays(ctx: Context, node: ast.InList, value: Typed, values: list[Typed]) -> exp.Expression:
+    """``x in (dynamic([...]), "a")``: membership in the arrays' elements and the scalars."""
+    insensitive = node.op.endswith("~")
+    target: KqlType = "string" if value.type == "dynamic" or insensitive else value.type
+
+    def convert(item: Typed) -> exp.Expression:
+        if target == "datetime" and item.type == "dynamic":
+            return FUNCTIONS["todatetime"].lower(ctx, [item], ast.Call("todatetime", ())).sql
+        converted = as_string(item) if target == "string" else _scalar(item, target)
+        return exp.Lower(this=converted) if insensitive else converted
+
+    lists: list[exp.Expression] = []
+    for item in values:
+        if item.type != "dynamic":
+            _comparable(ctx, node, target, item.type)
+            lists.append(call("list_value", convert(item)))
+            continue
+        element = ctx.fresh("__e")
+        lam = exp.Lambda(
+            this=convert(Typed(exp.column(element, quoted=True), "dynamic")),
+            expressions=[exp.to_identifier(element, quoted=True)],
+        )
+        lists.append(call("list_transform", json_items(item.sql), lam))
+    choices = call("flatten", call("list_value", *lists))
+    return call("list_contains", choices, convert(value))
+
+
+def _tabular_item(ctx: Context, schema: Schema, node: ast.InList) -> ast.Pipeline | None:
+    """The tabular expression in ``x in (...)``, if the list holds one."""
+    found: list[ast.Subquery | ast.Name] = []
+    for item in node.items:
+        if isinstance(item, ast.Subquery) or (
+            isinstance(item, ast.Name)
+            and schema.type_of(item.name) is None
+            and item.name not in ctx.scalars
+            and (item.name in ctx.tabular or item.name in ctx.catalog)
+        ):
+            found.append(item)
+    if not found:
+        return None
+    if len(node.items) > 1:
+        raise ctx.error("a tabular expression must be the only value inside 'in (...)'", found[0])
+    item = found[0]
+    if isinstance(item, ast.Subquery):
+        return item.pipeline
+    return ast.Pipeline(ast.TableRef(item.name, item.span), (), item.span)
+
+
+def _in_subquery(
+    ctx: Context, node: ast.InList, value: Typed, pipeline: ast.Pipeline
+) -> exp.Expression:
+    if ctx.subquery is None:  # pragma: no cover - compile_kql always provides it
+        raise ctx.error("internal error: subqueries cannot be lowered here", node)
+    query, sub_schema = ctx.subquery(ctx, pipeline)
+    if not sub_schema.columns:
+        raise ctx.error("the subquery in 'in (...)' has no columns", node)
+    first, kind = sub_schema.columns[0]
+    element = Typed(exp.column(first, quoted=True), kind)
+    if node.op.endswith("~"):
+        subject: exp.Expression = exp.Lower(this=as_string(value))
+        picked: exp.Expression = exp.Lower(this=as_string(element))
+    else:
+        _comparable(ctx, node, value.type, kind)
+        subject, picked = _scalar(value, kind), _scalar(element, value.type)
+    sub = exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier(ctx.fresh())))
+    picks = exp.Select(expressions=[picked]).from_(sub, copy=False)
+    return exp.In(this=subject, query=exp.Subquery(this=picks))

@@ -7,16 +7,18 @@ ones. Lookups are exact (KQL names are case-sensitive); misses suggest the close
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+
+from sqlglot import exp
 
 from iotsec.workspace.kql import ast
 from iotsec.workspace.kql.errors import KqlError, Span, did_you_mean
 from iotsec.workspace.kql.types import Typed
 from iotsec.workspace.tables import KqlType, Table
 
-__all__ = ["Context", "Schema", "unique_name"]
+__all__ = ["Context", "Schema", "SubqueryLowering", "unique_name"]
 
 Node = (
     ast.Expr
@@ -25,7 +27,9 @@ Node = (
     | ast.SortKey
     | ast.JoinKey
     | ast.Pipeline
-    | ast.TableRef
+    | ast.Source
+    | ast.ExpandItem
+    | ast.ReorderKey
 )
 
 
@@ -53,15 +57,26 @@ class Schema:
         return None
 
 
+#: Lowers a tabular expression used inside a scalar one (``x in ((T | project c))``).
+SubqueryLowering = Callable[["Context", ast.Pipeline], tuple[exp.Query, "Schema"]]
+
+
 @dataclass(slots=True)
 class Context:
-    """What a compilation knows: the text (for errors), the catalog, lets and the clock."""
+    """What a compilation knows: the text (for errors), the catalog, lets and the clock.
+
+    ``tabular`` holds the schema of each tabular ``let`` name, ``ctes`` the CTE that holds its
+    rows. ``subquery`` is the tabular lowering, handed in by the compiler so that the scalar
+    lowering can lower a subquery without importing the tabular one (which imports it).
+    """
 
     text: str
     catalog: Mapping[str, Table]
     now: datetime
+    subquery: SubqueryLowering | None = None
     scalars: dict[str, Typed] = field(default_factory=dict)
     tabular: dict[str, Schema] = field(default_factory=dict)
+    ctes: dict[str, str] = field(default_factory=dict)
     counter: int = 0
 
     def error(self, message: str, node: Node | Span) -> KqlError:

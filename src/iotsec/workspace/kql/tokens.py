@@ -6,8 +6,9 @@ import enum
 from dataclasses import dataclass
 
 from iotsec.workspace.kql.errors import Span
+from iotsec.workspace.tables import KqlType
 
-__all__ = ["DASHED_WORDS", "NEGATED_WORDS", "TIMESPAN_UNITS", "Token", "TokenKind"]
+__all__ = ["DASHED_WORDS", "NEGATED_WORDS", "TIMESPAN_UNITS", "TYPE_NAMES", "Token", "TokenKind"]
 
 
 class TokenKind(enum.Enum):
@@ -45,8 +46,37 @@ class Token:
 
 #: Operator names written with a dash, lexed as one word.
 DASHED_WORDS = frozenset(
-    {"project-away", "project-rename", "project-keep", "project-reorder", "mv-expand", "mv-apply"}
+    {
+        "project-away",
+        "project-rename",
+        "project-keep",
+        "project-reorder",
+        "mv-expand",
+        "mv-apply",
+        "granny-asc",
+        "granny-desc",
+    }
 )
+
+#: KQL scalar type names (``datatable`` columns, ``to typeof()``, ``long(null)``) and the type
+#: each one means here: ``int`` is stored as ``long``, ``decimal`` as ``real``, ``guid`` as
+#: ``string``.
+TYPE_NAMES: dict[str, KqlType] = {
+    "bool": "bool",
+    "boolean": "bool",
+    "int": "long",
+    "long": "long",
+    "real": "real",
+    "double": "real",
+    "decimal": "real",
+    "string": "string",
+    "guid": "string",
+    "datetime": "datetime",
+    "date": "datetime",
+    "timespan": "timespan",
+    "time": "timespan",
+    "dynamic": "dynamic",
+}
 
 #: Negated string operators, lexed as one operator token (``!contains``).
 NEGATED_WORDS = frozenset(

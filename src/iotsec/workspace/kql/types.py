@@ -23,6 +23,7 @@ __all__ = [
     "call",
     "col",
     "interval",
+    "json_items",
     "json_pointer",
     "string",
     "timestamp",
@@ -124,3 +125,10 @@ def json_pointer(path: list[str | int]) -> str:
         "/" + (str(p) if isinstance(p, int) else p.replace("~", "~0").replace("/", "~1"))
         for p in path
     )
+
+
+def json_items(value: exp.Expression) -> exp.Expression:
+    """A JSON value as a list: an array's elements, or any other value (null too) alone."""
+    is_array = exp.EQ(this=call("json_type", value), expression=exp.Literal.string("ARRAY"))
+    items = exp.cast(call("json_extract", value, exp.Literal.string("$[*]")), "JSON[]")
+    return exp.If(this=is_array, true=items, false=call("list_value", value))
