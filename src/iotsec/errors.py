@@ -23,6 +23,11 @@ Each component has one base class under the root, and its own tree below that::
     |   +-- ParseError               host data that does not parse (source and line named)
     |   +-- AgentConfigError         agent configuration that cannot be used
     |   +-- QueueError               the on-device queue's storage failed
+    +-- AnalyticsError               iotsec.analytics: detections, alerts, recommendations
+    |   +-- RuleError                a rule file that cannot be used (file, line, column)
+    |   +-- FeedError                a threat-intelligence feed that cannot be read
+    |   +-- OutputError              a webhook or syslog output that failed after retries
+    |   +-- StateError               the analytics state store failed
     +-- StreamError                  iotsec.stream: the durable log between hub and analytics
         +-- RecordInvalid            a record that cannot be built (empty key, non-bytes body)
         +-- InvalidRequest           a partition out of range, a negative offset, a bad limit
