@@ -1,0 +1,200 @@
+"""From durable-log entries to enriched observations.
+
+The hub writes security messages (kind ``security``) and operation-log entries (kind
+``oplog``) to the durable log; everything else is not for analytics. ``Enricher`` decodes an
+entry and attaches the device's context from a ``DeviceDirectory``: its security group and
+tags from the registry, and the hub's resource id. The analytics package never imports the hub:
+the composition root (``iotsec.cli``) adapts the hub's registry to ``DeviceDirectory``.
+
+>>> from iotsec.stream import Entry, Record
+>>> body = (b'{"time": 1735689600.0, "category": "Connections", "operation": "authenticate",'
+...         b' "result": "Failure", "protocol": "mqtt", "deviceId": "dev-1",'
+...         b' "reason": "expired-token", "sourceIp": "198.51.100.7"}')
+>>> enricher = Enricher(StaticDirectory({"dev-1": ("cameras", {})}), hub="/x/IotHubs/hub1")
+>>> [obs] = enricher.observations(Entry(0, 9, Record("dev-1", "oplog", body, {}, 1735689600.0)))
+>>> obs.name, obs.get("Reason"), obs.get("Group"), obs.event_id
+('authenticate', 'expired-token', 'cameras', 'oplog:0:9')
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+import msgspec
+
+from iotsec.analytics.observation import DeviceContext, Observation
+from iotsec.schema import (
+    ErrorPolicy,
+    MessageInvalid,
+    MessageTooLarge,
+    aggregation_of,
+    decode_message,
+)
+from iotsec.stream import Entry
+
+__all__ = [
+    "HUB_DEVICE",
+    "OPLOG_KIND",
+    "SECURITY_KIND",
+    "DeviceDirectory",
+    "Enricher",
+    "StaticDirectory",
+]
+
+log = logging.getLogger("iotsec.analytics.enrich")
+
+# Durable-log record kinds, as the hub writes them (iotsec.hub is not imported on purpose).
+SECURITY_KIND = "security"
+OPLOG_KIND = "oplog"
+#: The device id of observations that belong to no device (hub configuration, service sign-in).
+HUB_DEVICE = "$hub"
+
+
+class DeviceDirectory(Protocol):
+    """Looks up a device's context (group, tags); unknown devices still get a context."""
+
+    def context(self, device_id: str, module_id: str | None) -> DeviceContext:
+        """The context of ``device_id`` (``known=False`` when the registry has no such device)."""
+        ...
+
+
+@dataclass
+class StaticDirectory:
+    """A directory from a mapping of device id to (group, tags); shipped for tests and tools."""
+
+    devices: Mapping[str, tuple[str, Mapping[str, str]]] = field(default_factory=dict)
+    hub: str = ""
+
+    def context(self, device_id: str, module_id: str | None) -> DeviceContext:
+        known = self.devices.get(device_id)
+        if known is None:
+            return DeviceContext(device_id, module_id, hub=self.hub, known=False)
+        group, tags = known
+        return DeviceContext(device_id, module_id, group=group, tags=tags, hub=self.hub)
+
+
+class _OplogEntry(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """The hub's operation-log entry, as much of it as analytics reads."""
+
+    time: float
+    category: str
+    operation: str
+    result: str = "Success"
+    protocol: str | None = None
+    device_id: str | None = None
+    module_id: str | None = None
+    source_ip: str | None = None
+    reason: str | None = None
+    detail: str | None = None
+    properties: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+_oplog_decoder = msgspec.json.Decoder(_OplogEntry)
+_row_to_builtins = msgspec.to_builtins
+
+
+class Enricher:
+    """Decodes log entries into observations with their device context."""
+
+    def __init__(self, directory: DeviceDirectory, *, hub: str = "") -> None:
+        self.directory = directory
+        self.hub = hub
+        #: Entries that could not be decoded (the workspace dead-letters them with the reason).
+        self.undecodable = 0
+
+    def observations(self, entry: Entry) -> list[Observation]:
+        """The observations of one log entry (none for kinds analytics does not read)."""
+        kind = entry.record.kind
+        if kind == SECURITY_KIND:
+            return self._security(entry)
+        if kind == OPLOG_KIND:
+            return self._oplog(entry)
+        return []
+
+    def _context(self, device_id: str, module_id: str | None) -> DeviceContext:
+        context = self.directory.context(device_id, module_id)
+        if self.hub and not context.hub:
+            context = DeviceContext(
+                context.device_id,
+                context.module_id,
+                group=context.group,
+                tags=context.tags,
+                hub=self.hub,
+                known=context.known,
+            )
+        return context
+
+    def _security(self, entry: Entry) -> list[Observation]:
+        record = entry.record
+        try:
+            message = decode_message(record.body, policy=ErrorPolicy.KEEP_VALID).message
+        except (MessageInvalid, MessageTooLarge) as exc:
+            self.undecodable += 1
+            log.warning("security record %d:%d does not decode: %s", *_at(entry), exc)
+            return []
+        device = self._context(record.header("device_id") or record.key, record.header("module_id"))
+        out = []
+        for event in message.events:
+            aggregation = aggregation_of(event)
+            hits = aggregation.hit_count if aggregation else 1
+            rows = event.payload or (None,)
+            for index, row in enumerate(rows):
+                fields: dict[str, object] = (
+                    _row_to_builtins(row, builtin_types=(datetime,)) if row is not None else {}
+                )
+                out.append(
+                    Observation(
+                        source="agent",
+                        name=event.name,
+                        time=event.timestamp_utc.astimezone(UTC),
+                        device=device,
+                        fields=fields,
+                        event_id=event.id,
+                        row_index=index,
+                        hit_count=hits,
+                        category=event.category,
+                        event_type=event.event_type,
+                        position=_at(entry),
+                    )
+                )
+        return out
+
+    def _oplog(self, entry: Entry) -> list[Observation]:
+        try:
+            op = _oplog_decoder.decode(entry.record.body)
+        except msgspec.DecodeError as exc:
+            self.undecodable += 1
+            log.warning("oplog record %d:%d does not decode: %s", *_at(entry), exc)
+            return []
+        fields: dict[str, object] = {
+            "Category": op.category,
+            "Operation": op.operation,
+            "Result": op.result,
+            "Protocol": op.protocol,
+            "SourceIp": op.source_ip,
+            "Reason": op.reason,
+            "Detail": op.detail,
+            "Properties": dict(op.properties),
+        }
+        device_id = op.device_id or HUB_DEVICE
+        return [
+            Observation(
+                source="hub",
+                name=op.operation,
+                time=datetime.fromtimestamp(op.time, UTC),
+                device=self._context(device_id, op.module_id),
+                fields={k: v for k, v in fields.items() if v is not None},
+                event_id="oplog:{}:{}".format(*_at(entry)),
+                category=op.category,
+                event_type="Hub",
+                position=_at(entry),
+            )
+        ]
+
+
+def _at(entry: Entry) -> tuple[int, int]:
+    return entry.partition, entry.offset
