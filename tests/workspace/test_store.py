@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import msgspec
 import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hints
 import pytest
 
@@ -149,7 +150,7 @@ def test_device_rows_are_upserted(store: WorkspaceStore) -> None:
     ]
 
 
-def test_sinks_write_alerts_and_recommendations_once(store: WorkspaceStore) -> None:
+def test_sinks_keep_one_row_per_alert_and_recommendation(store: WorkspaceStore) -> None:
     alert = AlertRow(
         time_generated=AT,
         system_alert_id="a-1",
@@ -159,7 +160,8 @@ def test_sinks_write_alerts_and_recommendations_once(store: WorkspaceStore) -> N
         extended_properties={"DeviceId": "dev-1"},
     )
     assert store.write_alerts([alert, alert]) == 1
-    assert store.write_alerts([alert]) == 0
+    resolved = msgspec.structs.replace(alert, status="Resolved")
+    assert store.write_alerts([resolved]) == 1
     rec = RecommendationRow(
         time_generated=AT,
         recommendation_id="r-1",
@@ -170,8 +172,8 @@ def test_sinks_write_alerts_and_recommendations_once(store: WorkspaceStore) -> N
     assert store.write_recommendations([rec]) == 1
     cursor = store.query_cursor()
     assert cursor.execute(
-        "SELECT ExtendedProperties->>'DeviceId', ProviderName, Type FROM SecurityAlert"
-    ).fetchall() == [("dev-1", "IoTSecurity", "SecurityAlert")]
+        "SELECT ExtendedProperties->>'DeviceId', ProviderName, Type, Status FROM SecurityAlert"
+    ).fetchall() == [("dev-1", "IoTSecurity", "SecurityAlert", "Resolved")]
     assert cursor.execute(
         "SELECT DiscoveredTimeUTC, RecommendationState FROM SecurityRecommendation"
     ).fetchall() == [(AT, "Active")]

@@ -211,12 +211,39 @@ class WorkspaceStore:
         return self._insert(spec, staged, sql)
 
     def write_alerts(self, rows: Sequence[AlertRow]) -> int:
-        """Store alerts from the analytics pipeline (``AlertSink``); returns how many were new."""
-        return self.append("SecurityAlert", rows_to_arrow("SecurityAlert", rows))
+        """Store alerts from the analytics pipeline (``AlertSink``); returns rows written.
+
+        An alert's later state (a higher count, a new status) replaces the stored row.
+        """
+        return self.replace("SecurityAlert", rows_to_arrow("SecurityAlert", rows))
 
     def write_recommendations(self, rows: Sequence[RecommendationRow]) -> int:
-        """Store recommendations (``RecommendationSink``); returns how many were new."""
-        return self.append("SecurityRecommendation", rows_to_arrow("SecurityRecommendation", rows))
+        """Store recommendations (``RecommendationSink``); a later state replaces the stored row."""
+        return self.replace("SecurityRecommendation", rows_to_arrow("SecurityRecommendation", rows))
+
+    def replace(self, table: str, data: pa.Table | pa.RecordBatch) -> int:
+        """Insert ``data``, replacing stored rows with the same key (last write wins).
+
+        Returns the rows written. For tables whose rows change state (alerts,
+        recommendations); raw events and the operation log are append-only.
+        """
+        spec = self.table(table)
+        if spec.name in (DEVICE_TABLE, rawevents.RAW_TABLE):
+            raise StoreError(f"{spec.name} rows cannot be replaced", path=self.path, table=table)
+        staged = _last_per_key(conform(spec, data), spec.key)
+        if staged.num_rows == 0:
+            return 0
+        target = _quote(spec.name)
+        sets = ", ".join(
+            f"{_quote(c.name)} = EXCLUDED.{_quote(c.name)}"
+            for c in spec.columns
+            if c.name != spec.key
+        )
+        sql = (
+            f"INSERT INTO {target} SELECT * FROM {{staged}}"  # noqa: S608 - registry names, quoted
+            f" ON CONFLICT ({_quote(spec.key)}) DO UPDATE SET {sets}"
+        )
+        return self._insert(spec, staged, sql)
 
     def delete_older_than(self, table: str, cutoff: datetime) -> int:
         """Delete the rows of ``table`` whose time column is before ``cutoff``; returns how many."""
