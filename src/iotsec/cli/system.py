@@ -14,6 +14,7 @@ from collections.abc import Callable
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Mount
 
+from iotsec.cli.alerts_cmd import validate_for_hub
 from iotsec.hub.server import HubServer
 from iotsec.hub.settings import HubSettings
 from iotsec.workspace.api import build_query_app
@@ -44,7 +45,12 @@ class System:
             self.store = WorkspaceStore(settings.data_dir / "workspace.duckdb")
             query_app = build_query_app(Workspace(self.store), self._authorize)
             routes.append(Mount("/workspace", app=query_app))
-        self.hub = HubServer(settings, on_progress=on_progress, extra_routes=routes)
+        self.hub = HubServer(
+            settings,
+            on_progress=on_progress,
+            extra_routes=routes,
+            custom_alert_validator=validate_for_hub,
+        )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 

@@ -225,6 +225,22 @@ class RegistryStore(Protocol):
         """Store the hub configuration."""
         ...
 
+    def custom_alerts(self, group: str) -> dict[str, Any] | None:
+        """The custom-alerts document of a security group (case-insensitive), or None."""
+        ...
+
+    def custom_alert_groups(self) -> dict[str, dict[str, Any]]:
+        """Every group's custom-alerts document, by group name (as last written)."""
+        ...
+
+    def set_custom_alerts(self, group: str, document: dict[str, Any]) -> None:
+        """Store a group's custom-alerts document (already validated), replacing any."""
+        ...
+
+    def delete_custom_alerts(self, group: str) -> bool:
+        """Remove a group's custom alerts; False when it had none."""
+        ...
+
     def close(self) -> None:
         """Release the store; later calls fail."""
         ...

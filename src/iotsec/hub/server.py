@@ -2,7 +2,7 @@
 
 Everything the hub keeps lives in the data dir::
 
-    registry.db      devices, modules, twins, policies, hub configuration
+    registry.db      devices, modules, twins, policies, hub configuration, custom alerts
     log.db           the durable log (device messages, operation logs, dead letters)
     c2d.db           cloud-to-device queues
     deadletters.db   the operator's copy of refused messages
@@ -33,6 +33,7 @@ from starlette.routing import BaseRoute
 
 from iotsec.hub.auth import Authenticator
 from iotsec.hub.c2d import C2dQueue
+from iotsec.hub.customalerts import CustomAlertValidator, check_shape
 from iotsec.hub.deadletters import DeadLetterStore
 from iotsec.hub.errors import AuthFailure, AuthFailureReason
 from iotsec.hub.http.app import build_app
@@ -71,9 +72,11 @@ class HubServer:
         clock: Callable[[], float] = time.time,
         on_progress: Progress = _quiet,
         extra_routes: Sequence[BaseRoute] = (),
+        custom_alert_validator: CustomAlertValidator = check_shape,
     ) -> None:
         self.settings = settings
         self._extra_routes = tuple(extra_routes)
+        self._validate_custom_alerts = custom_alert_validator
         self.clock = clock
         self._say = on_progress
         self._stopping = asyncio.Event()
@@ -147,6 +150,7 @@ class HubServer:
             clock=self.clock,
             is_connected=self._is_connected,
             notify_configuration=self._configuration_changed,
+            validate_custom_alerts=self._validate_custom_alerts,
         )
         server, sock = https_server(
             build_app(context, self._extra_routes), self.ssl_context, host=s.host, port=s.https_port

@@ -64,6 +64,11 @@ from iotsec.hub.twins import (
 __all__ = ["SqliteRegistry"]
 
 
+#: ``settings`` rows of custom alerts: this prefix and the case-folded group name.
+_CUSTOM_ALERTS = "customAlerts/"
+_CUSTOM_ALERTS_END = "customAlerts0"  # "0" sorts right after "/": the end of the prefix range
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -409,6 +414,47 @@ class SqliteRegistry:
                 "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
                 (schema.dumps(config.to_json()),),
             )
+
+    # -- custom alerts (per security group, next to the hub configuration) -----------------
+
+    def custom_alerts(self, group: str) -> dict[str, Any] | None:
+        """The custom-alerts document of a security group (case-insensitive), or None."""
+        with self._read() as db:
+            row = db.execute(
+                "SELECT value FROM settings WHERE name = ?", (_CUSTOM_ALERTS + group.casefold(),)
+            ).fetchone()
+        if row is None:
+            return None
+        document: dict[str, Any] = orjson.loads(row[0])["document"]
+        return document
+
+    def custom_alert_groups(self) -> dict[str, dict[str, Any]]:
+        """Every group's custom-alerts document, by group name (as last written)."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT value FROM settings WHERE name >= ? AND name < ? ORDER BY name",
+                (_CUSTOM_ALERTS, _CUSTOM_ALERTS_END),
+            ).fetchall()
+        stored = [orjson.loads(row[0]) for row in rows]
+        return {item["group"]: item["document"] for item in stored}
+
+    def set_custom_alerts(self, group: str, document: dict[str, Any]) -> None:
+        """Store a group's custom-alerts document (already validated), replacing any."""
+        value = schema.dumps({"group": group, "document": document})
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO settings VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (_CUSTOM_ALERTS + group.casefold(), value),
+            )
+
+    def delete_custom_alerts(self, group: str) -> bool:
+        """Remove a group's custom alerts; False when it had none."""
+        with self._write() as db:
+            cursor = db.execute(
+                "DELETE FROM settings WHERE name = ?", (_CUSTOM_ALERTS + group.casefold(),)
+            )
+        return cursor.rowcount > 0
 
     def close(self) -> None:
         """Close the database; later calls raise ``RegistryError``."""

@@ -8,7 +8,9 @@ Tables (``PRAGMA user_version`` 1), all ``WITHOUT ROWID`` on their natural keys:
     twins       (device_id, module_id)  tags, desired, reported as compact JSON, their
                                         $versions, version, etag; deleted with the identity
     policies    (name)                  permissions (comma separated), keys
-    settings    (name)                  "hub_configuration": HubConfiguration.to_json()
+    settings    (name)                  "hub_configuration": HubConfiguration.to_json();
+                                        "customAlerts/<group, case-folded>": {"group",
+                                        "document"}, a security group's custom alerts
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from iotsec import __version__
 from iotsec.hub.http.context import HubContext
+from iotsec.hub.http.customalerts_api import custom_alert_routes
 from iotsec.hub.http.device_api import device_routes
 from iotsec.hub.http.openapi import openapi_document
 from iotsec.hub.http.registry_api import registry_routes
@@ -67,6 +68,7 @@ def build_app(hub: HubContext, extra_routes: Sequence[BaseRoute] = ()) -> Starle
         *device_routes(hub),
         *registry_routes(hub),
         *service_routes(hub),
+        *custom_alert_routes(hub),
         Route("/healthz", healthz, methods=["GET"], name="healthz"),
         Route("/openapi.json", openapi, methods=["GET"], name="openapi"),
         *extra_routes,

@@ -9,6 +9,7 @@ from typing import Any
 
 from iotsec.hub.auth import Authenticator
 from iotsec.hub.c2d import C2dQueue
+from iotsec.hub.customalerts import CustomAlertValidator, check_shape
 from iotsec.hub.deadletters import DeadLetterStore
 from iotsec.hub.hubconfig import HubConfiguration
 from iotsec.hub.ingest import Ingestor
@@ -36,7 +37,8 @@ class HubContext:
 
     ``notify_c2d`` and ``notify_desired`` let the MQTT endpoint push to connected devices;
     ``notify_configuration`` lets the owner of the rate limiter apply a new configuration;
-    ``is_connected`` feeds ``connectionState`` in the registry answers.
+    ``is_connected`` feeds ``connectionState`` in the registry answers;
+    ``validate_custom_alerts`` checks custom alerts before they are stored.
     """
 
     registry: RegistryStore
@@ -55,3 +57,6 @@ class HubContext:
     max_message_bytes: int = MAX_MESSAGE_BYTES
     #: How long an HTTPS device holds a received cloud-to-device message before it is redelivered.
     c2d_lock_seconds: float = 60.0
+    #: Checks a security group's custom alerts before they are stored (the composition root
+    #: passes the analytics model's; the hub alone checks the shape).
+    validate_custom_alerts: CustomAlertValidator = check_shape

@@ -288,6 +288,18 @@ def _service_paths() -> dict[str, Any]:
                 body=_body(ref("HubConfiguration"), "New config."),
             ),
         },
+        "/securityGroups": {
+            "get": _service(
+                "listSecurityGroups",
+                "The security groups that have custom alerts, with them.",
+                {
+                    "200": json_content(
+                        {"type": "array", "items": ref("SecurityGroup")}, "Security groups."
+                    )
+                },
+            )
+        },
+        "/securityGroups/{group}/customAlerts": _custom_alert_paths(),
         "/deadletters": {
             "get": _service(
                 "getDeadLetters",
@@ -318,6 +330,35 @@ def _service_paths() -> dict[str, Any]:
                 security=None,
             )
         },
+    }
+
+
+def _custom_alert_paths() -> dict[str, Any]:
+    group = [_param("group")]
+    document = json_content(ref("CustomAlerts"), "The group's custom alerts.")
+    return {
+        "get": _service(
+            "getCustomAlerts",
+            "A security group's custom alerts (every family empty when it has none).",
+            {"200": document},
+            params=group,
+        ),
+        "put": _service(
+            "setCustomAlerts",
+            "Replace a security group's custom alerts; 400 lists each {path, reason}.",
+            {"200": document},
+            params=group,
+            body=_body(ref("CustomAlerts"), "The custom alerts, in ASC's ARM shape."),
+        ),
+        "delete": _service(
+            "deleteCustomAlerts",
+            "Remove a security group's custom alerts: 200 if it had some, 204 if not.",
+            {
+                "200": json_content({"type": "object"}, "Removed."),
+                "204": {"description": "The group had no custom alerts."},
+            },
+            params=group,
+        ),
     }
 
 

@@ -139,6 +139,38 @@ SCHEMAS: dict[str, Any] = {
             "rateBurst": {"type": "integer", "minimum": 1},
         },
     },
+    "CustomAlerts": {
+        "type": "object",
+        "description": "A security group's custom alerts (ASC's DeviceSecurityGroupProperties). "
+        "Each rule has ruleType and isEnabled; time-window rules minThreshold, maxThreshold and "
+        "timeWindowSize (ISO 8601); list rules allowlistValues or denylistValues. See "
+        "docs/rules.md for every ruleType.",
+        "additionalProperties": False,
+        "properties": {
+            family: {"type": "array", "items": ref("CustomAlertRule")}
+            for family in ("thresholdRules", "timeWindowRules", "allowlistRules", "denylistRules")
+        },
+    },
+    "CustomAlertRule": {
+        "type": "object",
+        "required": ["ruleType", "isEnabled"],
+        "properties": {
+            "ruleType": _STR,
+            "isEnabled": {"type": "boolean"},
+            "minThreshold": {"type": "integer", "minimum": 0},
+            "maxThreshold": {"type": "integer", "minimum": 0},
+            "timeWindowSize": {**_STR, "description": "ISO 8601 duration, e.g. PT5M."},
+            "allowlistValues": {"type": "array", "items": _STR},
+            "denylistValues": {"type": "array", "items": _STR},
+            "valueType": {"enum": ["IpCidr", "String"], "readOnly": True},
+            "displayName": {**_STR, "readOnly": True},
+            "description": {**_STR, "readOnly": True},
+        },
+    },
+    "SecurityGroup": {
+        "type": "object",
+        "properties": {"name": _STR, "customAlerts": ref("CustomAlerts")},
+    },
     "DeadLetter": {
         "type": "object",
         "properties": {
@@ -180,6 +212,14 @@ PARAMETERS = {
         "description": "The lock token from the ETag of the received message.",
     },
     "ifMatch": {"name": "If-Match", "in": "header", "required": False, "schema": _STR},
+    "group": {
+        "name": "group",
+        "in": "path",
+        "required": True,
+        "schema": _STR,
+        "description": "A device security group (case-insensitive); devices name theirs in "
+        "the SecurityGroup twin tag.",
+    },
 }
 RESPONSES = {
     "BadRequest": _error("Bad input; the message says which field."),

@@ -1,7 +1,8 @@
 """JSON answers, IoT Hub's error bodies, and the request-body helpers both APIs share.
 
 Every error is ``{"Message": "ErrorCode:<code>;<text>", "ExceptionMessage": "Tracking ID:..."}``
-as IoT Hub writes it; refused security messages add ``issues`` (JSON path and reason of each).
+as IoT Hub writes it; refused security messages and custom alerts add ``issues`` (JSON path
+and reason of each).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from iotsec.hub.c2d import C2dQueueFull
+from iotsec.hub.customalerts import CustomAlertsInvalid
 from iotsec.hub.errors import (
     AuthFailure,
     AuthFailureReason,
@@ -180,6 +182,8 @@ def hub_error_response(exc: HubError) -> JsonResponse:
         headers = {"Retry-After": str(max(1, math.ceil(1.0 / exc.limit)) if exc.limit > 0 else 1)}
     if isinstance(exc, MessageRejected) and exc.issues:
         extra = {"issues": [{"path": i.path, "reason": i.reason} for i in exc.issues]}
+    if isinstance(exc, CustomAlertsInvalid):
+        extra = {"issues": [{"path": path, "reason": reason} for path, reason in exc.issues]}
     return error_response(status, code, text, headers=headers, extra=extra)
 
 
