@@ -65,6 +65,16 @@ from iotsec.sdk.transport import DesiredHandler, MessageHandler
 __all__ = ["MqttTransport"]
 
 _log = logging.getLogger(__name__)
+
+
+def _not_shutdown_noise(record: logging.LogRecord) -> bool:
+    # paho's loop thread logs "Client is not connected" at ERROR when it runs once more after
+    # our disconnect; this transport reconnects itself, so the message only alarms users.
+    return not str(record.msg).startswith("Client is not connected")
+
+
+_paho_log = _log.getChild("paho")
+_paho_log.addFilter(_not_shutdown_noise)
 _T = TypeVar("_T")
 _REFUSED_CREDENTIALS = frozenset(("Bad user name or password", "Not authorized"))
 _Event = tuple[tuple[Callable[[Any], object], ...], Any, str]
@@ -300,7 +310,7 @@ class MqttTransport:
             clean_session=False,
             reconnect_on_failure=False,
         )
-        client.enable_logger(_log.getChild("paho"))  # paho logs packet flags, never the password
+        client.enable_logger(_paho_log)  # paho logs packet flags, never the password
         client.connect_timeout = self._timeout
         client.username_pw_set(
             self.username, None if self._tokens is None else self._tokens.token()
