@@ -141,8 +141,9 @@ class HubProcess:
     def _start(self) -> None:
         args = ["up", "--data-dir", str(self.data_dir), "--mqtt-port", "0", "--https-port", "0"]
         args += ["--hub-name", "bench-hub", "--no-local-agent", "--log-level", "WARNING"]
+        args += ["--no-console"]
         if not self.workspace:
-            args.append("--no-workspace")
+            args += ["--no-workspace", "--no-analytics"]
         self.log_file = self.data_dir.parent / "hub.log"
         with self.log_file.open("wb") as log:
             self._process = subprocess.Popen(

@@ -30,9 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "hub": ("hub_cmd", "register_hub"),
     "query": ("query_cmd", "register"),
     "alerts": ("alerts_cmd", "register"),
+    "rules": ("rules_cmd", "register"),
     "schema": ("schema_cmd", "register"),
-    "users": ("users_cmd", "register"),
     "simulate": ("simulate_cmd", "register"),
+    "users": ("users_cmd", "register"),
 }
 
 

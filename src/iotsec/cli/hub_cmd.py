@@ -42,6 +42,12 @@ def register_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="run the hub alone (the workspace consumes its log elsewhere, or later)",
     )
     up.add_argument(
+        "--no-analytics",
+        action="store_true",
+        help="do not run the analytics pipeline (it consumes the log elsewhere, or later)",
+    )
+    up.add_argument("--no-console", action="store_true", help="do not serve the web console")
+    up.add_argument(
         "--no-local-agent", action="store_true", help="do not run a security agent for this machine"
     )
     up.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -107,7 +113,13 @@ def _up(args: argparse.Namespace) -> int:
         sys.stderr.write(f"iotsec: {message}\n")
 
     async def run() -> None:
-        system = System(settings, on_progress=progress, workspace=not args.no_workspace)
+        system = System(
+            settings,
+            on_progress=progress,
+            workspace=not args.no_workspace,
+            analytics=not args.no_analytics,
+            console=not args.no_console,
+        )
         await system.start()
         info = system.hub.info()
         progress(

@@ -1,8 +1,11 @@
-"""The whole system in one process: the hub plus the workspace (its ingest and query API).
+"""The whole system in one process: the hub, the workspace, analytics and the console.
 
-This is the composition root's wiring: the hub and the workspace never import each other; they
-meet here, at the durable log (the workspace consumes it) and at one HTTPS listener (the
-workspace's query API is mounted under ``/workspace`` and signed in through the hub's policies).
+This is the composition root's wiring: the hub, the workspace and analytics never import each
+other; they meet here. The workspace and analytics each consume the hub's durable log (their
+own consumer positions); analytics writes alerts, recommendations and the device inventory to
+the workspace through adapters; one HTTPS listener serves devices, the service API, the
+workspace's query API (``/workspace``), analytics' routes (``/security/...``) and the console
+(``/console``), all signed in through the hub's policies.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Mount
 
 from iotsec.cli.alerts_cmd import validate_for_hub
+from iotsec.cli.analytics_service import AnalyticsService
+from iotsec.cli.console_wiring import ConsoleWiring
 from iotsec.hub.server import HubServer
 from iotsec.hub.settings import HubSettings
 from iotsec.workspace.api import build_query_app
@@ -36,6 +41,8 @@ class System:
         *,
         on_progress: Callable[[str], None],
         workspace: bool = True,
+        analytics: bool = True,
+        console: bool = True,
     ) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -45,29 +52,43 @@ class System:
             self.store = WorkspaceStore(settings.data_dir / "workspace.duckdb")
             query_app = build_query_app(Workspace(self.store), self._authorize)
             routes.append(Mount("/workspace", app=query_app))
+        self.analytics: AnalyticsService | None = None
+        if analytics:
+            self.analytics = AnalyticsService(settings.data_dir, settings.resource_id, self.store)
+            routes += self.analytics.routes()
+        self.console: ConsoleWiring | None = None
+        if console:
+            self.console = ConsoleWiring(settings, lambda: self.hub)
+            routes += self.console.routes()
         self.hub = HubServer(
             settings,
             on_progress=on_progress,
             extra_routes=routes,
             custom_alert_validator=validate_for_hub,
         )
+        if self.analytics is not None:
+            self.analytics.attach(self.hub)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._on_progress = on_progress
 
     async def _authorize(self, request: Request) -> None:
         await self.hub.authorize_service(request, "RegistryRead")
 
     async def start(self) -> None:
-        """Start the hub, then the workspace's ingest and retention jobs."""
+        """Start the hub, then the workspace's jobs, then analytics."""
+        self.hub.install_stop_signals()
         await self.hub.start()
-        if self.store is None:
-            return
-        ingest = LogIngest(self.hub.log, self.store, HubIdentity(self.settings.resource_id))
         loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(ingest.run(self._stop)),
-            loop.create_task(run_retention(self.store, RetentionPolicy(), self._stop)),
-        ]
+        if self.store is not None:
+            ingest = LogIngest(self.hub.log, self.store, HubIdentity(self.settings.resource_id))
+            self._tasks = [
+                loop.create_task(ingest.run(self._stop)),
+                loop.create_task(run_retention(self.store, RetentionPolicy(), self._stop)),
+            ]
+        if self.analytics is not None:
+            self._on_progress("starting analytics (rules, baselines, threat intelligence)")
+            await self.analytics.start(self._stop)
 
     async def serve_forever(self) -> None:
         """Serve until SIGINT/SIGTERM, then stop everything cleanly."""
@@ -82,6 +103,10 @@ class System:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.analytics is not None:
+            await self.analytics.stop()
+        if self.console is not None:
+            await self.console.close()
         await self.hub.stop()
         if self.store is not None:
             self.store.close()

@@ -280,7 +280,8 @@ def group_rules_from(answer: object) -> list[GroupRules]:
     for item in items:
         if isinstance(item, dict):
             group = _text(item.get("name") or item.get("group"))
-            out.append(GroupRules(group, _mapping(item.get("properties", item.get("rules")))))
+            rules = item.get("properties", item.get("rules", item.get("customAlerts")))
+            out.append(GroupRules(group, _mapping(rules)))
     return out
 
 

@@ -253,12 +253,16 @@ class HubServer:
         """Ask ``serve_forever`` to return (signal handlers call this)."""
         self._stopping.set()
 
-    async def wait_for_stop_request(self) -> None:
-        """Return on SIGINT/SIGTERM (or ``request_stop``); the hub keeps serving meanwhile."""
+    def install_stop_signals(self) -> None:
+        """Turn SIGINT/SIGTERM into ``request_stop`` (so a signal during start-up stops cleanly)."""
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, self.request_stop)
+
+    async def wait_for_stop_request(self) -> None:
+        """Return on SIGINT/SIGTERM (or ``request_stop``); the hub keeps serving meanwhile."""
+        self.install_stop_signals()
         await self._stopping.wait()
 
     async def serve_forever(self) -> None:

@@ -1,0 +1,161 @@
+"""``RuleEngine``: runs a ``RuleSet`` over observations, as a ``Detector``.
+
+Rules are compiled once, when the engine is built, and indexed by the observation names they
+can match and by the device groups they are for (custom alerts are per group), so an
+observation only meets the rules that could fire on it (``iotsec.analytics.rules.runners``
+says how a rule is split into index keys and a gate). Threshold and
+sequence rules keep per-key state (``iotsec.analytics.rules.windows``), bounded by
+``EngineLimits``; ``tick`` expires it. Suppressions drop detections after a rule fires and
+count what each one dropped.
+
+>>> from datetime import UTC, datetime
+>>> from iotsec.analytics import DeviceContext, Observation
+>>> from iotsec.analytics.rules import load_rules_text
+>>> rules = load_rules_text('''
+... rules:
+...   - id: Demo_Netcat
+...     name: Netcat started
+...     severity: Medium
+...     description: "{Executable} started on {DeviceId}"
+...     match: {event: ProcessCreate, field: Executable, endswith: /nc}
+... ''')
+>>> engine = RuleEngine(rules)
+>>> obs = Observation("agent", "ProcessCreate", datetime(2025, 1, 1, tzinfo=UTC),
+...                   DeviceContext("dev-1"), {"Executable": "/bin/nc"}, "e1")
+>>> [d.description for d in engine.observe(obs)]
+['/bin/nc started on dev-1']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
+
+from iotsec.analytics.detection import Detection
+from iotsec.analytics.indicators import NO_INTEL, IntelLookup
+from iotsec.analytics.observation import Observation
+from iotsec.analytics.rules.conditions import Predicate
+from iotsec.analytics.rules.model import RuleSet
+from iotsec.analytics.rules.runners import Compiled, Runner, compile_rule, stamp
+from iotsec.analytics.rules.suppressions import Suppressor
+
+__all__ = ["EngineLimits", "RuleEngine"]
+
+#: Distinct (event name, group) pairs whose rule lists are cached; past this the lists are
+#: built per observation (a fleet has a handful of groups, so this is never reached in practice).
+MAX_BUCKETS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class EngineLimits:
+    """Bounds on the engine's state, so a flood of distinct keys cannot exhaust memory."""
+
+    #: Keys (``by`` values) a threshold or sequence rule tracks; the least recently updated
+    #: key is evicted beyond this (``RuleEngine.evicted`` counts them).
+    max_keys_per_rule: int = 10_000
+    #: Observations one sequence key keeps within its ``within``.
+    max_sequence_entries: int = 1_000
+    #: Evidence ids one detection cites.
+    max_evidence: int = 50
+
+    def __post_init__(self) -> None:
+        if min(self.max_keys_per_rule, self.max_sequence_entries, self.max_evidence) < 1:
+            raise ValueError("engine limits must be at least 1")
+
+
+class RuleEngine:
+    """Evaluates a ``RuleSet`` over observations (the ``Detector`` protocol).
+
+    Args:
+        ruleset: the rules and suppressions to run.
+        intel: answers ``intel:`` tests (``NO_INTEL``: nothing is an indicator).
+        limits: bounds on per-key state.
+    """
+
+    def __init__(
+        self,
+        ruleset: RuleSet,
+        intel: IntelLookup = NO_INTEL,
+        *,
+        limits: EngineLimits | None = None,
+    ) -> None:
+        self.ruleset = ruleset
+        self.limits = limits or EngineLimits()
+        self._compiled = tuple(
+            compile_rule(
+                rule,
+                intel,
+                max_keys=self.limits.max_keys_per_rule,
+                max_entries=self.limits.max_sequence_entries,
+                max_evidence=self.limits.max_evidence,
+            )
+            for rule in ruleset
+        )
+        self._suppressor = Suppressor(ruleset.suppressions, intel)
+        self._stateful = tuple(c.runner for c in self._compiled if c.stateful)
+        # Rules by the observation names they can match, in file order; rules that can match
+        # any name are in every list, and are all that a name no rule names meets.
+        anywhere = [c for c in self._compiled if c.names is None]
+        named: dict[str, list[Compiled]] = {}
+        for compiled in self._compiled:
+            for name in compiled.names or ():
+                named.setdefault(name, [])
+        for compiled in self._compiled:
+            for name, bucket in named.items():
+                if compiled.names is None or name in compiled.names:
+                    bucket.append(compiled)
+        self._by_name = {name: tuple(bucket) for name, bucket in named.items()}
+        self._anywhere = tuple(anywhere)
+        self._buckets: dict[tuple[str, str], tuple[tuple[Predicate, Runner], ...]] = {}
+
+    def _bucket(self, observation: Observation) -> tuple[tuple[Predicate, Runner], ...]:
+        """(gate, runner) of every rule this observation's name and group can meet."""
+        candidates = self._by_name.get(observation.name, self._anywhere)
+        # A group filter reads only the group, so this observation answers it for the group.
+        bucket = tuple(
+            (c.gate, c.runner) for c in candidates if c.group is None or c.group(observation)
+        )
+        if len(self._buckets) < MAX_BUCKETS:
+            self._buckets[(observation.name, observation.device.group)] = bucket
+        return bucket
+
+    def observe(self, observation: Observation) -> list[Detection]:
+        """Detections this observation completes (after suppressions)."""
+        bucket = self._buckets.get((observation.name, observation.device.group))
+        if bucket is None:
+            bucket = self._bucket(observation)
+        found: list[Detection] = []
+        for gate, runner in bucket:
+            if not gate(observation):
+                continue
+            detection = runner.fire(observation)
+            if detection is None:
+                continue
+            if self._suppressor and self._suppressor.drops(runner.rule.id, observation):
+                continue
+            found.append(detection)
+        return found
+
+    def tick(self, now: datetime) -> list[Detection]:
+        """Expire windows and runs that can no longer fire; rules fire only on observations."""
+        when = stamp(now)
+        for runner in self._stateful:
+            runner.expire(when)
+        return []
+
+    @property
+    def suppressed(self) -> Mapping[str, int]:
+        """Detections dropped so far, per suppression id (every suppression listed)."""
+        return MappingProxyType(self._suppressor.counts)
+
+    @property
+    def evicted(self) -> Mapping[str, int]:
+        """Keys evicted so far because a rule held ``max_keys_per_rule`` keys, per rule id."""
+        return MappingProxyType({r.rule.id: r.evicted for r in self._stateful if r.evicted})
+
+    @property
+    def state_keys(self) -> Mapping[str, int]:
+        """Keys each threshold or sequence rule holds now, per rule id."""
+        return MappingProxyType({r.rule.id: r.keys for r in self._stateful})

@@ -1,0 +1,224 @@
+"""One compiled rule: where it can match (names, group), a cheap gate, and what fires.
+
+``compile_rule`` splits a rule's top-level condition three ways, so the engine can do as little
+as possible per observation:
+
+- ``event`` tests become index keys: the engine only offers an observation to rules that name
+  its event (the test itself is then dropped from the gate, the index having done it);
+- tests on ``Group`` alone (custom alerts are per group) become a group filter the engine
+  evaluates once per group and caches;
+- the rest is the gate, a compiled predicate; only when it passes does the runner count,
+  sequence or report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from iotsec.analytics.detection import Detection
+from iotsec.analytics.indicators import IntelLookup
+from iotsec.analytics.observation import Observation
+from iotsec.analytics.rules.conditions import Predicate, compile_condition
+from iotsec.analytics.rules.fields import event_names
+from iotsec.analytics.rules.model import AllOf, AnyOf, Condition, EventIs, FieldTest, Rule
+from iotsec.analytics.rules.report import Reporter
+from iotsec.analytics.rules.windows import SequenceTracker, ThresholdCounter
+
+__all__ = ["Compiled", "Runner", "compile_rule", "stamp"]
+
+
+def stamp(time: datetime) -> float:
+    """POSIX seconds; a naive time is taken as UTC (observations should be aware)."""
+    if time.tzinfo is None:
+        time = time.replace(tzinfo=UTC)
+    return time.timestamp()
+
+
+def _hits(observation: Observation) -> int:
+    count = observation.hit_count
+    return count if isinstance(count, int) and count > 0 else 1
+
+
+def _always(observation: Observation) -> bool:
+    return True
+
+
+class Runner:
+    """What a rule does with an observation its gate let through."""
+
+    __slots__ = ("reporter", "rule")
+
+    def __init__(self, rule: Rule, reporter: Reporter) -> None:
+        self.rule = rule
+        self.reporter = reporter
+
+    def fire(self, observation: Observation) -> Detection | None:
+        """The detection ``observation`` completes, if any (before suppressions)."""
+        return self.reporter.detection(observation, (observation.evidence_id,), None, None)
+
+    def expire(self, now: float) -> None:
+        """Drop state that can no longer fire."""
+
+    @property
+    def evicted(self) -> int:
+        """Keys evicted because the rule held too many."""
+        return 0
+
+    @property
+    def keys(self) -> int:
+        """Keys held now."""
+        return 0
+
+
+class _ThresholdRunner(Runner):
+    __slots__ = ("counter",)
+
+    def __init__(self, rule: Rule, reporter: Reporter, counter: ThresholdCounter) -> None:
+        super().__init__(rule, reporter)
+        self.counter = counter
+
+    def fire(self, observation: Observation) -> Detection | None:
+        fired = self.counter.add(
+            self.reporter.window_key(observation),
+            stamp(observation.time),
+            _hits(observation),
+            observation.evidence_id,
+            observation.time,
+        )
+        if fired is None:
+            return None
+        return self.reporter.detection(observation, fired.evidence, fired.first_time, fired)
+
+    def expire(self, now: float) -> None:
+        self.counter.expire(now)
+
+    @property
+    def evicted(self) -> int:
+        return self.counter.evicted
+
+    @property
+    def keys(self) -> int:
+        return len(self.counter)
+
+
+class _SequenceRunner(Runner):
+    __slots__ = ("steps", "tracker")
+
+    def __init__(
+        self,
+        rule: Rule,
+        reporter: Reporter,
+        steps: tuple[Predicate, ...],
+        tracker: SequenceTracker,
+    ) -> None:
+        super().__init__(rule, reporter)
+        self.steps = tuple((1 << i, step) for i, step in enumerate(steps))
+        self.tracker = tracker
+
+    def fire(self, observation: Observation) -> Detection | None:
+        matched = 0
+        for bit, predicate in self.steps:
+            if predicate(observation):
+                matched |= bit
+        if not matched:
+            return None
+        fired = self.tracker.add(
+            self.reporter.window_key(observation),
+            stamp(observation.time),
+            steps=matched,
+            hits=_hits(observation),
+            evidence=observation.evidence_id,
+            time=observation.time,
+        )
+        if fired is None:
+            return None
+        return self.reporter.detection(observation, fired.evidence, fired.first_time, fired)
+
+    def expire(self, now: float) -> None:
+        self.tracker.expire(now)
+
+    @property
+    def evicted(self) -> int:
+        return self.tracker.evicted
+
+    @property
+    def keys(self) -> int:
+        return len(self.tracker)
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A rule ready for the engine's index."""
+
+    #: Observation names the rule can match; None when any name can.
+    names: frozenset[str] | None
+    #: A test on the observation's group alone, or None.
+    group: Predicate | None
+    #: The rest of the rule's condition.
+    gate: Predicate
+    runner: Runner
+    #: True for threshold and sequence rules (they keep state).
+    stateful: bool
+
+
+def compile_rule(
+    rule: Rule,
+    intel: IntelLookup,
+    *,
+    max_keys: int,
+    max_entries: int,
+    max_evidence: int,
+) -> Compiled:
+    """``rule`` compiled against ``intel``, with the given bounds on its state."""
+    reporter = Reporter(rule, intel)
+    if rule.sequence is not None:
+        steps = tuple(compile_condition(step.match, intel) for step in rule.sequence.steps)
+        names: set[str] | None = set()
+        for step in rule.sequence.steps:
+            step_names = event_names(step.match)
+            names = None if names is None or step_names is None else names | step_names
+        tracker = SequenceTracker(
+            rule.sequence,
+            max_keys=max_keys,
+            max_entries=max_entries,
+            max_evidence=max_evidence,
+        )
+        runner: Runner = _SequenceRunner(rule, reporter, steps, tracker)
+        gate = compile_condition(
+            AnyOf(tuple(s.match for s in rule.sequence.steps), rule.location), intel
+        )
+        return Compiled(frozenset(names) if names is not None else None, None, gate, runner, True)
+    assert rule.match is not None  # the loader guarantees match or sequence
+    names_found = event_names(rule.match)
+    group, rest = _split(rule.match, indexed=names_found is not None)
+    gate = compile_condition(AllOf(rest, rule.location), intel) if rest else _always
+    group_test = compile_condition(AllOf(group, rule.location), intel) if group else None
+    if rule.threshold is not None:
+        counter = ThresholdCounter(rule.threshold, max_keys=max_keys, max_evidence=max_evidence)
+        return Compiled(
+            names_found, group_test, gate, _ThresholdRunner(rule, reporter, counter), True
+        )
+    return Compiled(names_found, group_test, gate, Runner(rule, reporter), False)
+
+
+def _split(
+    condition: Condition, *, indexed: bool
+) -> tuple[tuple[Condition, ...], tuple[Condition, ...]]:
+    """(tests on Group alone, the rest) of a top-level condition, without index-implied events.
+
+    Only the top level is split: a top-level ``all`` holds when each of its items holds, so
+    items the index or the group filter already guarantee can leave the gate.
+    """
+    items = condition.items if isinstance(condition, AllOf) else (condition,)
+    group: list[Condition] = []
+    rest: list[Condition] = []
+    for item in items:
+        if indexed and isinstance(item, EventIs):
+            continue  # the index only offers observations with one of these names
+        # An intel answer can change when a feed reloads, so only a fixed test is cached.
+        if isinstance(item, FieldTest) and item.field == "Group" and item.intel is None:
+            group.append(item)
+        else:
+            rest.append(item)
+    return tuple(group), tuple(rest)
