@@ -6,7 +6,7 @@ import pytest
 
 from iotsec.analytics import Observation
 from iotsec.analytics.indicators import NO_INTEL, IntelLookup
-from iotsec.analytics.rules import load_rules_text
+from iotsec.analytics.rules import RuleEngine, load_rules_text
 from iotsec.analytics.rules.conditions import (
     MAX_INTEL_CANDIDATES,
     Predicate,
@@ -226,3 +226,21 @@ def test_cheap_tests_run_before_intel() -> None:
     assert not test(make_obs("ConnectionCreate", {"RemoteAddress": "1.2.3.4", "Direction": "In"}))
     assert intel.asked == []  # the equality failed first, so the lookup never ran
     assert test(make_obs("ConnectionCreate", {"RemoteAddress": "203.0.113.7", "Direction": "out"}))
+
+
+def test_a_huge_value_is_searched_only_up_to_the_cap() -> None:
+    from iotsec.analytics.rules.conditions import MAX_REGEX_TEXT  # noqa: PLC0415
+
+    ruleset = load_rules_text(
+        "rules:\n"
+        "  - id: Huge\n    name: n\n    severity: Low\n    tactic: Execution\n"
+        "    technique: T1059\n    description: d\n"
+        "    match: {event: ProcessCreate, field: CommandLine, regex: 'nc -e'}\n",
+        source="huge.yaml",
+    )
+    engine = RuleEngine(ruleset)
+    near = "a" * (MAX_REGEX_TEXT - 10) + " nc -e x"
+    far = "a" * (MAX_REGEX_TEXT + 10) + " nc -e x"
+    fired = engine.observe(make_obs(fields={"CommandLine": near}))
+    assert [d.rule_id for d in fired] == ["Huge"]
+    assert engine.observe(make_obs(fields={"CommandLine": far}, device="dev-2")) == []

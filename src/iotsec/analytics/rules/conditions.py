@@ -70,6 +70,9 @@ _DOMAIN = re.compile(
 )
 #: At most this many URLs or domains are looked up per value (a pasted log line is not a list).
 MAX_INTEL_CANDIDATES = 16
+#: Regexes search at most this many characters of a value: a crafted, huge command line must
+#: not stall the stream (Python's ``re`` has no timeout). Agents cut command lines far shorter.
+MAX_REGEX_TEXT = 16_384
 # Rough costs for ordering the branches of all/any: cheap tests first, so the expensive ones
 # (regex, CIDR, intel) run only on observations the cheap ones let through.
 _COST = {
@@ -296,6 +299,8 @@ def _regexes(path: str, patterns: Sequence[re.Pattern[str]]) -> Predicate:
         text = value if type(value) is str else _text(value)
         if text is None:
             return False
+        if len(text) > MAX_REGEX_TEXT:
+            text = text[:MAX_REGEX_TEXT]
         lowered = None
         if text.isascii():
             last = _LOWERED[0]
