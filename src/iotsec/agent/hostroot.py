@@ -36,6 +36,8 @@ __all__ = [
 
 # A host command that hangs (a wedged nft) must not wedge the agent.
 _COMMAND_TIMEOUT_S = 10.0
+# /proc files are read whole in one read of this size (a read stops at the end of the file).
+_READ_SIZE = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,26 +131,41 @@ class HostRoot:
     def __init__(self, root: str | os.PathLike[str] = "/", commands: CommandRunner | None = None):
         self.root = Path(root)
         self.commands: CommandRunner = commands if commands is not None else SubprocessCommands()
+        # Host paths are mapped as strings and read with os calls: the process collector
+        # reads four /proc files per exec, and pathlib's objects and buffered I/O cost it
+        # four times the system calls' own time (70 us against 17 us per file).
+        self._prefix = str(self.root).rstrip("/")
 
     @property
     def is_live(self) -> bool:
         """True when this is the machine's own root, not a fixture tree."""
         return self.root.resolve() == Path("/")
 
-    def path(self, host_path: str) -> Path:
-        """The local path of ``host_path`` (an absolute host path)."""
+    def local_path(self, host_path: str) -> str:
+        """The local path of ``host_path`` (an absolute host path), as a string."""
         if not host_path.startswith("/"):
             raise ValueError(f"host paths are absolute, got {host_path!r}")
-        return self.root / host_path.lstrip("/")
+        return self._prefix + host_path
+
+    def path(self, host_path: str) -> Path:
+        """The local path of ``host_path`` (an absolute host path)."""
+        return Path(self.local_path(host_path))
 
     def exists(self, host_path: str) -> bool:
-        return self.path(host_path).exists()
+        return os.path.exists(self.local_path(host_path))
 
     def read_bytes(self, host_path: str) -> bytes:
         try:
-            return self.path(host_path).read_bytes()
+            fd = os.open(self.local_path(host_path), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                chunks = []
+                while chunk := os.read(fd, _READ_SIZE):
+                    chunks.append(chunk)
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise HostReadError(host_path, exc.strerror or str(exc)) from exc
+        return b"".join(chunks)
 
     def read_text(self, host_path: str) -> str:
         """The file decoded as UTF-8; undecodable bytes are replaced, never raised."""
@@ -157,19 +174,19 @@ class HostRoot:
     def listdir(self, host_path: str) -> list[str]:
         """Entry names of a host directory, sorted."""
         try:
-            return sorted(os.listdir(self.path(host_path)))
+            return sorted(os.listdir(self.local_path(host_path)))
         except OSError as exc:
             raise HostReadError(host_path, exc.strerror or str(exc)) from exc
 
     def stat(self, host_path: str, *, follow_symlinks: bool = True) -> os.stat_result:
         try:
-            return os.stat(self.path(host_path), follow_symlinks=follow_symlinks)
+            return os.stat(self.local_path(host_path), follow_symlinks=follow_symlinks)
         except OSError as exc:
             raise HostReadError(host_path, exc.strerror or str(exc)) from exc
 
     def readlink(self, host_path: str) -> str:
         try:
-            return os.readlink(self.path(host_path))
+            return os.readlink(self.local_path(host_path))
         except OSError as exc:
             raise HostReadError(host_path, exc.strerror or str(exc)) from exc
 

@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "alerts": ("alerts_cmd", "register"),
     "rules": ("rules_cmd", "register"),
     "schema": ("schema_cmd", "register"),
+    "agent": ("agent_cmd", "register"),
     "simulate": ("simulate_cmd", "register"),
     "users": ("users_cmd", "register"),
 }

@@ -119,6 +119,7 @@ def _up(args: argparse.Namespace) -> int:
             workspace=not args.no_workspace,
             analytics=not args.no_analytics,
             console=not args.no_console,
+            local_agent=not args.no_local_agent,
         )
         await system.start()
         info = system.hub.info()

@@ -12,13 +12,15 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import orjson
 
 from iotsec.errors import IotsecError
 from iotsec.protocol import generate_sas_token
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "DEFAULT_DATA_DIR",
@@ -93,9 +95,13 @@ class ServiceClient:
     timeout: float = 30.0
 
     def __post_init__(self) -> None:
+        # httpx is imported when a command calls the hub, not by every ``iotsec`` command (the
+        # long-running agent would keep its megabytes resident for nothing).
+        import httpx  # noqa: PLC0415
+
         self.info = server_info(self.data_dir)
         self._credential = _credential(self.data_dir)
-        self._client = httpx.Client(
+        self._client: httpx.Client = httpx.Client(
             base_url=self.info["service_url"],
             verify=str(self.info["ca_file"]),
             timeout=self.timeout,
@@ -136,7 +142,7 @@ class ServiceClient:
             response = self._client.request(
                 method, path, params={"api-version": API_VERSION}, content=content, headers=sent
             )
-        except httpx.HTTPError as exc:
+        except _http_error() as exc:
             raise CliError(
                 f"the hub at {self.info['service_url']} is not reachable ({exc}); "
                 "is `iotsec up` running?"
@@ -150,3 +156,9 @@ class ServiceClient:
         if response.status_code == 204 or not response.content:
             return None
         return response.json()
+
+
+def _http_error() -> type[Exception]:
+    import httpx  # noqa: PLC0415  # loaded already by ServiceClient; see __post_init__
+
+    return httpx.HTTPError

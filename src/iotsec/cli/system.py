@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Mount
 from iotsec.cli.alerts_cmd import validate_for_hub
 from iotsec.cli.analytics_service import AnalyticsService
 from iotsec.cli.console_wiring import ConsoleWiring
+from iotsec.cli.local_agent import LocalAgent
 from iotsec.hub.server import HubServer
 from iotsec.hub.settings import HubSettings
 from iotsec.workspace.api import build_query_app
@@ -43,6 +44,7 @@ class System:
         workspace: bool = True,
         analytics: bool = True,
         console: bool = True,
+        local_agent: bool = False,
     ) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -68,6 +70,7 @@ class System:
         )
         if self.analytics is not None:
             self.analytics.attach(self.hub)
+        self.local_agent = LocalAgent(settings.data_dir, on_progress) if local_agent else None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._on_progress = on_progress
@@ -89,6 +92,8 @@ class System:
         if self.analytics is not None:
             self._on_progress("starting analytics (rules, baselines, threat intelligence)")
             await self.analytics.start(self._stop)
+        if self.local_agent is not None:
+            await self.local_agent.start(self.hub)
 
     async def serve_forever(self) -> None:
         """Serve until SIGINT/SIGTERM, then stop everything cleanly."""
@@ -99,6 +104,8 @@ class System:
 
     async def stop(self) -> None:
         """Flush and stop the workspace jobs while the log is open, then stop the hub."""
+        if self.local_agent is not None:
+            await self.local_agent.stop()  # first: what it still sends reaches the log
         self._stop.set()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):

@@ -31,22 +31,27 @@ from iotsec.sdk.errors import (
     TopicError,
     TransportError,
 )
-from iotsec.sdk.https import API_VERSION, HttpsTransport
 from iotsec.sdk.memory import MemoryTransport
 from iotsec.sdk.retry import RetryPolicy, is_retryable
 from iotsec.sdk.transport import DesiredHandler, MessageHandler, Transport
 from iotsec.sdk.twin import merge_patch
 
 if TYPE_CHECKING:
+    from iotsec.sdk.https import API_VERSION, HttpsTransport
     from iotsec.sdk.mqtt import MqttTransport
 
 
 def __getattr__(name: str) -> Any:
-    # MqttTransport loads paho-mqtt, so it is imported only when asked for.
+    # Each transport loads its library (paho-mqtt, httpx: about 15 MB resident), so it is
+    # imported only when asked for: a device on MQTT never loads httpx.
     if name == "MqttTransport":
         from iotsec.sdk.mqtt import MqttTransport  # noqa: PLC0415
 
         return MqttTransport
+    if name in ("HttpsTransport", "API_VERSION"):
+        from iotsec.sdk import https  # noqa: PLC0415
+
+        return getattr(https, name)
     raise AttributeError(f"module 'iotsec.sdk' has no attribute {name!r}")
 
 

@@ -32,7 +32,6 @@ from iotsec.schema import MAX_MESSAGE_BYTES, Event
 from iotsec.sdk.connection_string import ConnectionString
 from iotsec.sdk.core import build_security_messages
 from iotsec.sdk.errors import ClientClosedError, SdkError
-from iotsec.sdk.https import HttpsTransport
 from iotsec.sdk.retry import RetryPolicy
 from iotsec.sdk.transport import DesiredHandler, MessageHandler, Transport
 
@@ -71,6 +70,9 @@ def make_transport(
     if port is not None:
         options["port"] = port
     if transport == "https":
+        # Imported on demand, as MQTT is: MQTT devices need not load httpx.
+        from iotsec.sdk.https import HttpsTransport  # noqa: PLC0415
+
         return HttpsTransport(conn, **options)
     if transport == "mqtt":
         # Imported on demand: HTTPS-only devices need not load paho-mqtt.

@@ -38,7 +38,11 @@ class CollectorSpec:
 class Collector(Protocol):
     """Reads the host through a HostRoot and returns security events."""
 
-    spec: CollectorSpec
+    # Read-only, so that a class attribute (``ClassVar``) satisfies it as well as an instance's.
+    @property
+    def spec(self) -> CollectorSpec:
+        """What this collector emits."""
+        ...
 
     def collect(self, now: datetime) -> Sequence[Event]:
         """Events seen since the last call (triggered) or a snapshot (periodic), stamped ``now``.

@@ -269,7 +269,9 @@ class TlsConnection(asyncio.BufferedProtocol):
         if got:
             self._last_packet = self._loop.time()
             self._wake()
-        if self._backlog >= _BACKLOG_BYTES and not self._paused_for_backlog:
+        # Only packets the session can take count as a backlog: pausing in the middle of a
+        # packet larger than the backlog (a 256 KB security message) would wait forever.
+        if self._backlog >= _BACKLOG_BYTES and queue and not self._paused_for_backlog:
             self._paused_for_backlog = True
             self._update_reading()
 
