@@ -64,5 +64,6 @@ def test_up_runs_an_agent_for_this_machine_and_recommends_within_a_minute(tmp_pa
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0, output.read_text()
+    assert "first snapshot of this machine received" in output.read_text()  # progress shown
     agent_log = (data / "agent" / "agent.log").read_text()
     assert "Traceback" not in agent_log, agent_log

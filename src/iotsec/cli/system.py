@@ -94,6 +94,34 @@ class System:
             await self.analytics.start(self._stop)
         if self.local_agent is not None:
             await self.local_agent.start(self.hub)
+            if self.store is not None:
+                self._tasks.append(loop.create_task(self._report_first_snapshot()))
+
+    async def _report_first_snapshot(self) -> None:
+        """Progress for the slow first step: the local agent's first snapshot and baseline."""
+        assert self.local_agent is not None and self.store is not None
+        device = self.local_agent.device_id.replace("'", "''")
+        sql = (
+            "SELECT RawEventName, count(*) FROM SecurityIoTRawEvent"  # noqa: S608 - quoted id
+            f" WHERE DeviceId = '{device}' AND RawEventCategory = 'Periodic' GROUP BY 1"
+        )
+        self._on_progress("waiting for the first snapshot and OS baseline of this machine")
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), 2.0)
+            counts = await asyncio.to_thread(self._counts, sql)
+            if "OSBaseline" in counts:
+                listed = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
+                self._on_progress(f"first snapshot of this machine received ({listed} rows)")
+                return
+
+    def _counts(self, sql: str) -> dict[str, int]:
+        assert self.store is not None
+        cursor = self.store.query_cursor()
+        try:
+            return {str(name): int(n) for name, n in cursor.execute(sql).fetchall()}
+        finally:
+            cursor.close()
 
     async def serve_forever(self) -> None:
         """Serve until SIGINT/SIGTERM, then stop everything cleanly."""
