@@ -22,7 +22,6 @@ from iotsec.hub.settings import HubSettings
 
 # ServiceClient passes its CA file to httpx as a string, which httpx 0.28 deprecates; the CLI
 # runs in-process here, so the warning would fail the test (reported to the CLI's owner).
-pytestmark = pytest.mark.filterwarnings("ignore:`verify=<str>` is deprecated:DeprecationWarning")
 
 RULES = {
     "timeWindowRules": [

@@ -127,7 +127,6 @@ def test_without_a_hub_it_says_how_to_start_one(
 
 # ServiceClient hands httpx its CA file as a path string, which httpx 0.28 deprecates; the
 # warning is the CLI's to fix, and subprocess runs of the same commands never see it.
-@pytest.mark.filterwarnings("ignore:`verify=<str>` is deprecated:DeprecationWarning")
 def test_a_simulated_fleet_reaches_the_workspace(
     hub: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

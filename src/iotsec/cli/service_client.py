@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,7 +104,7 @@ class ServiceClient:
         self._credential = _credential(self.data_dir)
         self._client: httpx.Client = httpx.Client(
             base_url=self.info["service_url"],
-            verify=str(self.info["ca_file"]),
+            verify=ssl.create_default_context(cafile=str(self.info["ca_file"])),
             timeout=self.timeout,
         )
 
