@@ -59,6 +59,14 @@ def module_connection_string(hub: HubProcess, device_id: str) -> str:
     return done.stdout.strip()
 
 
+def processes_created() -> int:
+    """Processes (and threads) created on this machine since boot (``processes`` of /proc/stat)."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("processes "):
+            return int(line.split()[1])
+    raise RuntimeError("no 'processes' line in /proc/stat")
+
+
 def user_system_seconds(pid: int) -> tuple[float, float]:
     """User and system CPU time of process ``pid`` (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -151,6 +159,7 @@ def main() -> int:
     with HubProcess(devices=1, workspace=False) as hub, tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         agent = start_agent(hub, workdir, overrides)
+        forks_before = processes_created()
         started = time.monotonic()
         deadline = started + args.minutes * 60
         next_spawn = started
@@ -177,6 +186,7 @@ def main() -> int:
                     next_sample += 1.0
                 time.sleep(max(0.0, min(next_spawn, next_sample) - time.monotonic()))
             wall = time.monotonic() - started
+            forks = processes_created() - forks_before
             cpu = cpu_seconds(agent.pid)
             user, system = user_system_seconds(agent.pid)
             cpu_children = children_cpu_seconds(agent.pid)
@@ -199,6 +209,9 @@ def main() -> int:
     print(f"agent cost, {wall / 60:.1f} min {configuration}, {spawned} processes "
           f"spawned ({spawned / wall:.1f}/s)")  # fmt: skip
     print(f"  CPU, whole run:        {average:.2f}% of one core (target <= {TARGET_CPU_PERCENT}%)")
+    print(f"  machine-wide forks:    {forks / wall:.1f}/s, this bench's and everything else's "
+          "(the agent watches them all)")  # fmt: skip
+    print(f"  agent CPU per fork:    {cpu / forks * 1e6:.0f} us")
     print(f"  CPU user / system:     {user / wall * 100:.2f}% / {system / wall * 100:.2f}%")
     print(f"  CPU of its commands:   {cpu_children / wall * 100:.2f}% of one core (nft, ...)")
     if cpu_at_warm_up is not None:

@@ -413,25 +413,33 @@ async def test_a_message_the_hub_refuses_for_good_is_dropped_and_counted(rig: Ri
     await rig.step(HIGH)
     assert rig.agent.queue.depth().events == 0
     assert rig.agent.sender.refused["High"] >= 1
+    await rig.step(LOW)  # the Diagnostic (Low) saying so goes with the next Low send
+    [diagnostic] = [e for e in rig.events() if e.name == "Diagnostic"]
+    assert "the hub refused a message" in diagnostic.payload[0].message
+    assert diagnostic.payload[0].severity == "Error"
 
 
-async def test_the_self_monitor_stretches_polling_when_over_budget(
-    make_rig: Callable[..., Any], tmp_path: Path
-) -> None:
-    rig = await make_rig()
+async def test_over_budget_polling_slows_down_more_and_more_then_recovers(rig: Rig) -> None:
     cpu = [0.0]
     rig.agent._monitor = SelfMonitor(
         clock=rig.clock.monotonic, cpu_seconds=lambda: cpu[0], rss_bytes=lambda: 1
     )
     await rig.step()
     calls = rig.fakes.built["Login"].calls
-    cpu[0] += 1.0  # 10% of a core over the next 10 s: five times the 2% budget
-    for _ in range(10):
+    factors = []
+    for _ in range(30):
+        cpu[0] += 0.04  # 4% of a core: twice the 2% budget, whatever the polling does
         await rig.step(1.0)
-    # Sampled at t=10: from then on triggered collectors are drained every 5 s, not every 1 s.
-    for _ in range(10):
+        factors.append(rig.agent.backoff_factor)
+    # Sampled every 10 s: each sample over budget doubles the stretch.
+    assert (factors[9], factors[19], factors[29]) == (2.0, 4.0, 8.0)
+    assert rig.fakes.built["Login"].calls - calls < 20  # 30 s at 1 s would be 30 calls
+    await rig.step(HIGH)  # idle meanwhile: one sample under budget halves the stretch
+    heartbeat = [e for e in rig.events() if e.name == "MessageStatistics"][-1]
+    assert heartbeat.payload[0].extra_details["AgentBackoffFactor"] == "4"
+    for _ in range(60):  # idle again: the stretch at most halves per sample, back to none
         await rig.step(1.0)
-    assert rig.fakes.built["Login"].calls - calls <= 10 + 3
+    assert rig.agent.backoff_factor == 1.0
 
 
 async def test_collectors_that_read_the_host_when_called_are_called_less_often(

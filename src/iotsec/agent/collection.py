@@ -21,7 +21,7 @@ from typing import Literal
 
 import msgspec
 
-from iotsec.agent.collectors import COLLECTORS, SPECS, Collector, CollectorFactory
+from iotsec.agent.collectors import COLLECTORS, Collector, CollectorFactory
 from iotsec.agent.config import AgentConfiguration
 from iotsec.agent.errors import AgentError, HostReadError, ParseError
 from iotsec.agent.hostroot import HostRoot
@@ -215,7 +215,7 @@ class Collection:
         """Events (and Diagnostics) from every running collector of ``category``."""
         events: list[Event] = []
         for name, collector in list(self._active.items()):
-            if SPECS[name].category != category or not self._poll_due(name):
+            if collector.spec.category != category or not self._poll_due(name):
                 continue
             try:
                 found = collector.collect(now)

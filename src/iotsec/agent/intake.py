@@ -21,6 +21,7 @@ from iotsec.agent.config import AgentConfiguration
 from iotsec.agent.queue import DurableQueue, QueueCounts, QueueName
 from iotsec.agent.stats import dropped_events_statistics_event
 from iotsec.schema import Event, MessageInvalid
+from iotsec.schema.payloads import DiagnosticSeverity
 
 __all__ = ["Intake", "StepPlan"]
 
@@ -39,6 +40,8 @@ class StepPlan:
     snapshot: bool = False
     #: Polling intervals are stretched by this factor (the agent is over its budget).
     factor: float = 1.0
+    #: Problems met elsewhere, as (severity, source, message), to send as Diagnostics.
+    notes: tuple[tuple[DiagnosticSeverity, str, str], ...] = ()
 
 
 class Intake:
@@ -74,6 +77,8 @@ class Intake:
         events = list(plan.pending)
         if plan.config is not None:
             events += self._configure(plan.config, plan.factor)
+        for severity, source, message in plan.notes:
+            events += self.collection.diagnostic(severity, source, message)
         config = self._config
         at = self._now()
         if plan.triggered:

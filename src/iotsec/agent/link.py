@@ -59,6 +59,7 @@ class Link:
         offload: runs blocking queue calls off the event loop.
         statistics: makes the DroppedEventsStatistics event of the period ending now, given
             the events the hub refused, by queue.
+        backoff_factor: how much slower than configured the agent polls now.
     """
 
     def __init__(
@@ -75,6 +76,7 @@ class Link:
         adopt: Callable[[ConfigOutcome], None],
         offload: Offload,
         statistics: Callable[[dict[QueueName, int]], Awaitable[Event]],
+        backoff_factor: Callable[[], float] = lambda: 1.0,
     ) -> None:
         self._client = client
         self._twin = twin
@@ -87,6 +89,7 @@ class Link:
         self._adopt = adopt
         self._offload = offload
         self._statistics = statistics
+        self._backoff_factor = backoff_factor
         self._started = clock.monotonic()
         #: Set to make the loop pass at once (a pushed twin patch, a full queue, a stop).
         self.wake = asyncio.Event()
@@ -191,6 +194,7 @@ class Link:
         depth = await self._offload(self._queue.depth)
         details = {
             **self._monitor.as_extra_details(),
+            "AgentBackoffFactor": f"{self._backoff_factor():g}",
             "HeartbeatIntervalSeconds": str(
                 int(config.high_priority_message_frequency.total_seconds())
             ),

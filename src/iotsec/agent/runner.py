@@ -54,6 +54,7 @@ from iotsec.agent.state import StateDir
 from iotsec.agent.stats import configuration_error_event
 from iotsec.agent.twinsync import TwinState
 from iotsec.schema import Event
+from iotsec.schema.payloads import DiagnosticSeverity
 from iotsec.sdk import (
     AsyncDeviceClient,
     ConnectionString,
@@ -95,6 +96,8 @@ class AgentOptions:
     diagnostic_interval: float = 3600.0
     #: Triggered collectors that read the host when called, and how often (seconds).
     poll_every: Mapping[str, float] = field(default_factory=lambda: dict(POLL_EVERY))
+    #: Over budget, polling slows down by up to this factor.
+    max_backoff: float = 8.0
 
 
 class Agent:
@@ -154,6 +157,7 @@ class Agent:
         self._intake: Intake | None = None
         self._pending_config: AgentConfiguration | None = self._config
         self._pending_events: list[Event] = []
+        self._notes: list[tuple[DiagnosticSeverity, str, str]] = []
         self._factor = 1.0
         self._last = {"triggered": _NEVER, "snapshot": _NEVER, "selfmon": _NEVER}
         self._stop = asyncio.Event()
@@ -251,6 +255,7 @@ class Agent:
             adopt=self._adopt,
             offload=self._in_send_pool,
             statistics=self._dropped_statistics,
+            backoff_factor=lambda: self._factor,
         )
         self._warn_about_identity()
         saved = self._load_saved_twin()
@@ -301,15 +306,20 @@ class Agent:
         now = self.clock.monotonic()
         if now - self._last["selfmon"] >= self.options.selfmon_interval:
             self._sample_self()
-        snapshot_period = self._config.snapshot_frequency.total_seconds() * self._factor
+        # Snapshots are not stretched: they cost little, and their period is the operator's.
+        snapshot_period = self._config.snapshot_frequency.total_seconds()
+        refusals: list[tuple[DiagnosticSeverity, str, str]] = [
+            ("Error", "hub", why) for why in self.sender.take_refusals()
+        ]
         plan = StepPlan(
             config=self._pending_config,
             pending=tuple(self._pending_events),
+            notes=(*self._notes, *refusals),
             triggered=self._due("triggered", self.options.tick * self._factor, now),
             snapshot=self._due("snapshot", snapshot_period, now),
             factor=self._factor,
         )
-        self._pending_config, self._pending_events = None, []
+        self._pending_config, self._pending_events, self._notes = None, [], []
         full = await self._in_collect_pool(lambda: self.intake.step(plan))
         self._collected.set()
         if full:
@@ -318,22 +328,37 @@ class Agent:
     def _sample_self(self, *, act: bool = True) -> None:
         self._last["selfmon"] = self.clock.monotonic()
         try:
-            self._monitor.sample()
+            usage = self._monitor.sample()
         except AgentError as exc:
             log.warning("cannot measure the agent's own use: %s", exc)
             return
         if not act:
             return
-        factor = self._monitor.backoff_factor()
+        budget = self._monitor.budget
+        ratio = max(usage.cpu_percent / budget.cpu_percent, usage.rss_bytes / budget.rss_bytes)
+        # Integral, not proportional: part of the cost (process events) comes as it comes, so
+        # the stretch keeps growing while over budget until the polling part has given enough
+        # back, and shrinks (at most halving per sample) once under it.
+        factor = self._factor * (ratio if ratio > 1.0 else max(ratio, 0.5))
+        factor = round(min(self.options.max_backoff, max(1.0, factor)), 2)
         if factor == self._factor:
             return
-        if factor > 1:
-            usage = self._monitor.as_extra_details()
-            log.warning("agent over budget (%s): collectors slow down %.1f times", usage, factor)
+        if factor > self._factor:
+            log.warning(
+                "agent over budget (CPU %.2f%%, RSS %d MB): polling %.2f times slower",
+                usage.cpu_percent,
+                usage.rss_bytes // 2**20,
+                factor,
+            )
         else:
-            log.info("agent back within budget")
+            log.info("agent within budget: polling %.2f times slower than configured", factor)
         self._factor = factor
         self._pending_config = self._pending_config or self._config  # re-applies the stretch
+
+    @property
+    def backoff_factor(self) -> float:
+        """How much slower than configured the agent polls now (1.0: not at all)."""
+        return self._factor
 
     # --- the twin ---------------------------------------------------------------------------
 
@@ -451,4 +476,4 @@ class Agent:
             )
         else:
             return
-        self._pending_events += self.intake.collection.diagnostic("Warning", "identity", message)
+        self._notes.append(("Warning", "identity", message))  # logged as it is queued

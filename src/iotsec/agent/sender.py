@@ -66,13 +66,17 @@ class Sender:
         self.counts = MessageCounts()
         #: Events dropped because the hub refused their message for good, by queue.
         self.refused: dict[QueueName, int] = {"High": 0, "Low": 0}
-        #: Why the last refused message was refused (for the runner's Diagnostic).
-        self.refusals: list[str] = []
+        self._refusals: list[str] = []
 
     def take_counts(self) -> MessageCounts:
         """The message counts of the period that ends now; a new period starts at zero."""
         counts, self.counts = self.counts, MessageCounts()
         return counts
+
+    def take_refusals(self) -> list[str]:
+        """Why messages were refused since the last call (for the runner's Diagnostics)."""
+        refusals, self._refusals = self._refusals, []
+        return refusals
 
     def take_refused(self) -> dict[QueueName, int]:
         """Events dropped on refusal since the last call, by queue."""
@@ -132,7 +136,7 @@ class Sender:
             self.counts = self.counts.failed()
             for queue_name in batch.queues:
                 self.refused[queue_name] += 1
-            self.refusals.append(f"the hub refused a message of {len(batch)} events: {exc}")
+            self._refusals.append(f"the hub refused a message of {len(batch)} events: {exc}")
             log.error("dropping %d events the hub refused: %s", len(batch), exc)
             await self._offload(lambda: self._queue.ack(batch))
             return

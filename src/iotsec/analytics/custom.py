@@ -187,7 +187,8 @@ def _hub_activity(obs: Observation) -> tuple[WindowRuleType, int] | None:
         return ("UnauthorizedOperationsNotInAllowedRange", 1) if auth else None
     if obs.name in _TWIN_WRITES:
         return "TwinUpdatesNotInAllowedRange", 1
-    rule_type = _HUB_COUNTS.get((obs.name, obs.get("Protocol")))
+    protocol = obs.get("Protocol")  # a string from the hub; anything else counts nowhere
+    rule_type = _HUB_COUNTS.get((obs.name, protocol if isinstance(protocol, str) else None))
     counted = rule_type is not None and not (
         # a receive that found nothing waiting; a settle that completed rather than rejected
         (obs.name == "receive" and obs.get("Properties.messageId") is None)
@@ -300,7 +301,9 @@ class CustomAlertDetector:
         self._windows: dict[_Key, _Window] = {}
         #: (device id, group key) -> when it was last seen, and that observation's evidence id
         #: (what a detection of too little activity cites: the device's last sign of life).
-        self._last_seen: dict[tuple[str, str], tuple[datetime, str]] = {}
+        # Per (device, group): when it was last seen, and the observation (its evidence id is
+        # made only when a window cites it).
+        self._last_seen: dict[tuple[str, str], tuple[datetime, Observation]] = {}
         self._fired: OrderedDict[str, None] = OrderedDict()
         #: Observations that came for a window already closed (not counted).
         self.late = 0
@@ -330,7 +333,7 @@ class CustomAlertDetector:
         out: list[Detection] = []
         windowed = _EPOCH <= time <= _TIME_MAX
         if windowed:
-            self._last_seen[(device.device_id, group_key)] = (time, observation.evidence_id)
+            self._last_seen[(device.device_id, group_key)] = (time, observation)
         for rule in rules.minimums if windowed else ():  # watched for too little activity
             key = (device.device_id, group_key, rule.rule_type)
             if key not in self._windows or self._windows[key].rule != rule:
@@ -451,7 +454,7 @@ class CustomAlertDetector:
             # Nothing was counted: cite the device's last observation in the group (its last
             # sign of life), from which on it was watched.
             seen = self._last_seen.get((device.device_id, window.group.casefold()))
-            evidence = (seen[1],) if seen is not None else ()
+            evidence = (seen[1].evidence_id,) if seen is not None else ()
         description = (
             f"{window.count} {info.activity} on device {device.device_id} {span}: {bound} "
             f"(custom alert of security group {window.group})"

@@ -87,6 +87,8 @@ MAX_WINDOW = timedelta(days=7)
 _MAX_THRESHOLD = 2**31 - 1  # ARM's int32
 _MAX_VALUES = 10_000
 _MAX_VALUE_LENGTH = 1024
+#: Addresses whose allow- or deny-list answer a rule remembers (then it starts over).
+_ANSWERS_KEPT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +194,12 @@ class ListRule:
     _networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
         default=(), init=False, repr=False, compare=False
     )
+    # Lookups built once: exact values (full paths for processes), process file names, and
+    # the answers for addresses already checked (the stream asks about the same few often).
+    _exact: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
+    _names: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
+    _cidr: bool = field(default=False, init=False, repr=False, compare=False)
+    _answers: dict[str, bool] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         issues: list[Issue] = []
@@ -219,6 +227,12 @@ class ListRule:
         if issues:
             raise CustomAlertInvalid(issues)
         object.__setattr__(self, "_networks", tuple(networks))
+        object.__setattr__(self, "_cidr", self.value_type == "IpCidr")
+        if self.rule_type == "ProcessNotAllowed":
+            object.__setattr__(self, "_exact", frozenset(v for v in self.values if "/" in v))
+            object.__setattr__(self, "_names", frozenset(v for v in self.values if "/" not in v))
+        else:
+            object.__setattr__(self, "_exact", frozenset(self.values))
 
     @property
     def info(self) -> RuleTypeInfo:
@@ -239,18 +253,26 @@ class ListRule:
 
     def listed(self, value: str) -> bool:
         """True when ``value`` is in the list (an address within a listed block, for IpCidr)."""
-        if self.value_type == "IpCidr":
-            try:
-                address = ipaddress.ip_address(value.strip().strip("[]"))
-            except ValueError:
-                return False
-            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-                address = address.ipv4_mapped
-            return any(address.version == net.version and address in net for net in self._networks)
-        if self.rule_type == "ProcessNotAllowed":
-            name = value.rsplit("/", 1)[-1]
-            return any(v == value if "/" in v else v == name for v in self.values)
-        return value in self.values
+        if self._cidr:
+            answers = self._answers
+            answer = answers.get(value)
+            if answer is None:
+                if len(answers) >= _ANSWERS_KEPT:
+                    answers.clear()
+                answer = answers[value] = self._in_networks(value)
+            return answer
+        if value in self._exact:
+            return True
+        return bool(self._names) and value.rsplit("/", 1)[-1] in self._names
+
+    def _in_networks(self, value: str) -> bool:
+        try:
+            address = ipaddress.ip_address(value.strip().strip("[]"))
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address.version == net.version and address in net for net in self._networks)
 
     def fires_on(self, value: str) -> bool:
         """True when ``value`` breaks the rule: unlisted on an allow list, listed on a deny list."""

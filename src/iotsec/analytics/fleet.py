@@ -145,9 +145,10 @@ class DeviceSilentDetector:
         self._reschedule()
 
     def _due(self, last_seen: datetime) -> datetime | None:
-        if last_seen > datetime.max.replace(tzinfo=last_seen.tzinfo) - self.silent_after:
+        try:
+            return last_seen + self.silent_after  # on every observation: kept cheap
+        except OverflowError:  # past the calendar's end
             return None
-        return last_seen + self.silent_after
 
     def _reschedule(self) -> None:
         dues = [

@@ -10,6 +10,11 @@ idempotent.
 The log is partitioned by device (``iotsec.stream.partition_for``), and every detector keeps
 its state per device, so several pipelines, each owning a disjoint set of partitions, can share
 the work; the embedded default runs one pipeline that owns them all.
+
+Enriching and processing run in a worker thread, never on the event loop (which, in ``iotsec
+up``, also serves the devices), and a batch read from the log goes through the processor in
+chunks of about ``PipelinePolicy.chunk`` observations: the observations of a few entries live
+at a time, so they die young instead of filling the garbage collector's oldest generation.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Protocol
 
 from iotsec.analytics.enrich import Enricher
 from iotsec.analytics.observation import Observation
-from iotsec.stream import DurableLog
+from iotsec.stream import DurableLog, Entry
 
 __all__ = ["CONSUMER", "AnalyticsPipeline", "PipelinePolicy", "Processor"]
 
@@ -53,10 +58,12 @@ class PipelinePolicy:
     read_limit: int = 2000
     tick_every: float = 1.0
     idle_poll: float = 0.05
+    #: Observations handed to the processor at a time (a batch's entries are never split).
+    chunk: int = 1000
 
     def __post_init__(self) -> None:
-        if self.read_limit < 1:
-            raise ValueError("read_limit must be at least 1")
+        if self.read_limit < 1 or self.chunk < 1:
+            raise ValueError("read_limit and chunk must be at least 1")
         if self.tick_every <= 0 or self.idle_poll <= 0:
             raise ValueError("tick_every and idle_poll must be positive")
 
@@ -103,12 +110,9 @@ class AnalyticsPipeline:
             entries = await self._log.read(partition, offset, self._policy.read_limit)
             if not entries:
                 continue
-            batch: list[Observation] = []
-            for entry in entries:
-                batch.extend(self._enricher.observations(entry))
             now = datetime.fromtimestamp(self._clock(), UTC)
             try:
-                await asyncio.to_thread(self._processor.process, batch, now)
+                observed = await asyncio.to_thread(self._process, entries, now)
             except BaseException:
                 self._next = None  # re-read from the committed positions
                 raise
@@ -117,9 +121,23 @@ class AnalyticsPipeline:
             self._next[partition] = new_offset
             read += len(entries)
             self.entries += len(entries)
-            self.observations += len(batch)
+            self.observations += observed
         await self._maybe_tick()
         return read
+
+    def _process(self, entries: Sequence[Entry], now: datetime) -> int:
+        """Enrich ``entries`` and process them, a chunk at a time; returns the observations."""
+        chunk: list[Observation] = []
+        done = 0
+        for entry in entries:
+            chunk.extend(self._enricher.observations(entry))
+            if len(chunk) >= self._policy.chunk:
+                self._processor.process(chunk, now)
+                done += len(chunk)
+                chunk = []
+        if chunk or not done:
+            self._processor.process(chunk, now)
+        return done + len(chunk)
 
     async def _maybe_tick(self) -> None:
         now = self._clock()

@@ -11,12 +11,18 @@ recommendations changed, and writes the device inventory (first and last seen, g
 Sinks are protocols: the composition root adapts them to the workspace tables, the webhook and
 syslog outputs, or anything else. Detector state is saved to a ``StateStore`` every
 ``save_every`` seconds and at ``close``, so baselines survive a restart.
+
+The hub appends what devices send, so an agent that sends again after a lost acknowledgement
+puts the same events in the log twice; the processor drops an observation whose evidence id
+(event id and row) it saw among the last ``ProcessorPolicy.repeat_memory``, so detectors never
+count or chain an event twice (a sequence rule would otherwise pair a repeat with a later step).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,6 +49,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("iotsec.analytics.processor")
+
+#: What makes an observation the same event again: its event id and row index.
+Key = tuple[str, int]
 
 
 class RecommendationSink(Protocol):
@@ -80,6 +89,8 @@ class ProcessorPolicy:
 
     evaluate_every: float = 10.0
     save_every: float = 300.0
+    #: Evidence ids remembered to drop repeated events (0: keep every repeat).
+    repeat_memory: int = 200_000
 
 
 @dataclass
@@ -113,6 +124,9 @@ class AnalyticsProcessor:
         self._last_evaluation: datetime | None = None
         self._last_save: datetime | None = None
         self._lock = threading.Lock()
+        self._recent: OrderedDict[Key, None] = OrderedDict()
+        #: Observations dropped as repeats of ones already processed.
+        self.repeats = 0
         #: Detections, alerts written and recommendation changes so far.
         self.detections = 0
         self.alerts_written = 0
@@ -130,13 +144,19 @@ class AnalyticsProcessor:
         with self._lock:
             found: list[Detection] = []
             recommendations = self.recommendations
-            for observation in observations:
-                self._note(observation)
-                for detector in self.detectors:
-                    found.extend(detector.observe(observation))
+            fresh, keys = self._fresh(observations)
+            observers = [detector.observe for detector in self.detectors]
+            note = self._note
+            for observation in fresh:
+                note(observation)
+                for observe in observers:
+                    detected = observe(observation)
+                    if detected:
+                        found.extend(detected)
                 if recommendations is not None:
                     recommendations.observe(observation)
             self._emit(found, now)
+            self._remember(keys)
 
     def tick(self, now: datetime) -> None:
         """Run the detectors' clocks; evaluate recommendations, risk and inventory when due."""
@@ -165,6 +185,33 @@ class AnalyticsProcessor:
         with self._lock:
             self._save()
 
+    def _fresh(self, observations: Sequence[Observation]) -> tuple[list[Observation], list[Key]]:
+        """The observations not seen before (nor earlier in the batch), and their keys."""
+        if self.policy.repeat_memory <= 0:
+            return list(observations), []
+        recent = self._recent
+        fresh: list[Observation] = []
+        keys: list[Key] = []
+        batch: set[Key] = set()
+        for observation in observations:
+            key = (observation.event_id, observation.row_index)
+            if key in recent or key in batch:
+                self.repeats += 1
+                continue
+            batch.add(key)
+            keys.append(key)
+            fresh.append(observation)
+        return fresh, keys
+
+    def _remember(self, keys: list[Key]) -> None:
+        # Only once the batch's results are written: a batch that failed is read again, and
+        # must then be processed again.
+        recent = self._recent
+        for key in keys:
+            recent[key] = None
+        while len(recent) > self.policy.repeat_memory:
+            recent.popitem(last=False)
+
     def _note(self, observation: Observation) -> None:
         device = observation.device
         seen = self._seen.get(device.device_id)
@@ -173,8 +220,10 @@ class AnalyticsProcessor:
             self._seen[device.device_id] = _Seen(device.group, device.hub, when, when)
             self._dirty.add(device.device_id)
             return
-        seen.last = max(seen.last, when)
-        seen.first = min(seen.first, when)
+        if when > seen.last:
+            seen.last = when
+        elif when < seen.first:
+            seen.first = when
         seen.group = device.group
         self._dirty.add(device.device_id)
 

@@ -34,7 +34,12 @@ class ContextRecord(msgspec.Struct, frozen=True):
     @classmethod
     def of(cls, device: DeviceContext) -> ContextRecord:
         """The record of ``device``."""
-        return cls(
+        # Every row of an entry shares one DeviceContext, and several detectors ask for its
+        # record: the last one made is kept (contexts and records are both frozen).
+        last = _LAST[0]
+        if last[0] is device and type(last[1]) is cls:
+            return last[1]
+        record = cls(
             device_id=device.device_id,
             module_id=device.module_id,
             group=device.group,
@@ -42,6 +47,8 @@ class ContextRecord(msgspec.Struct, frozen=True):
             hub=device.hub,
             known=device.known,
         )
+        _LAST[0] = (device, record)
+        return record
 
     def context(self) -> DeviceContext:
         """The ``DeviceContext`` back."""
@@ -53,3 +60,7 @@ class ContextRecord(msgspec.Struct, frozen=True):
             hub=self.hub,
             known=self.known,
         )
+
+
+# The last (context, record) made by ``ContextRecord.of``; one tuple is swapped at a time.
+_LAST: list[tuple[DeviceContext | None, ContextRecord | None]] = [(None, None)]

@@ -76,6 +76,11 @@ class RegistryDirectory:
             device_id, module_id, group=base.group, tags=base.tags, hub=base.hub, known=base.known
         )
 
+    def forget(self, device_id: str) -> None:
+        """Drop ``device_id``'s cached context (its identity or twin changed)."""
+        with self._lock:
+            self._cache.pop(device_id, None)
+
     def _load(self, device_id: str) -> DeviceContext:
         identity = self._registry.identity(device_id, None)
         if identity is None:

@@ -48,6 +48,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--connection-string", help="the azureiotsecurity module's (or device's)")
     run.add_argument("--config", type=Path, help="the local JSON file (see docs/agent.md)")
     run.add_argument("--ca-file", type=Path, help="the CA that signed the hub's certificate")
+    run.add_argument("--cert-file", type=Path, help="X.509 identity (x509=true): certificate")
+    run.add_argument("--key-file", type=Path, help="X.509 identity (x509=true): its key")
     run.add_argument(
         "--state-dir", type=Path, help="queue and state (default /var/lib/iotsec-agent)"
     )
@@ -166,6 +168,8 @@ def _run(args: argparse.Namespace) -> int:
             identity,
             transport=settings.transport,
             ca_file=settings.ca_file,
+            cert_file=args.cert_file,
+            key_file=args.key_file,
             port=settings.hub_port,
         )
         state = StateDir.open(settings.state_dir)

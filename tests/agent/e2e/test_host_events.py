@@ -207,7 +207,9 @@ async def test_a_failed_login_written_to_btmp_arrives_as_a_failed_login(
     base = LocalConfig.from_mapping(
         {
             "ms_iotn:urn_azureiot_Security_SecurityAgentConfiguration": {
-                name: {"value": value} for name, value in FAST.items()
+                # Low waits an hour, so the Login (High) cannot go as a Low message's padding.
+                name: {"value": value}
+                for name, value in {**FAST, "lowPriorityMessageFrequency": "PT1H"}.items()
             }
         },
         path=tmp_path / "agent.json",
@@ -248,7 +250,7 @@ async def test_a_failed_login_written_to_btmp_arrives_as_a_failed_login(
     row = event.payload[0]
     assert (row.result, row.remote_address, row.process_id) == ("Fail", "203.0.113.9", 4242)
     assert row.extra_details.get("Source") == "/var/log/btmp"
-    # Login is High priority by default: the message said so.
+    # Login is High priority by default: it went in a message sent for the High queue.
     priorities = {
         r.properties.get("MessagePriority") for r in await hub.received() if r.event.id == event.id
     }

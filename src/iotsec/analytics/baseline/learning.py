@@ -54,9 +54,10 @@ class BaselineStatus:
 
 def learned_at(first_time: datetime, policy: LearningPolicy) -> datetime | None:
     """When the period that started at ``first_time`` ends; None past the calendar's end."""
-    if first_time > datetime.max.replace(tzinfo=first_time.tzinfo) - policy.period:
+    try:
+        return first_time + policy.period  # on every observation while learning: kept cheap
+    except OverflowError:
         return None
-    return first_time + policy.period
 
 
 def span_text(span: timedelta) -> str:

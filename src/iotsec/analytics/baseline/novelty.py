@@ -319,8 +319,11 @@ class NoveltyDetector:
             self._group(observation.device.group).devices.append(device_id)
             device.context = ContextRecord.of(observation.device)
         device.observations += 1
-        device.first_time = min(device.first_time, observation.time)
-        device.last_time = max(device.last_time, observation.time)
+        time = observation.time
+        if time > device.last_time:
+            device.last_time = time
+        elif time < device.first_time:
+            device.first_time = time
         if device.learned_at is not None:
             return device, observation.time < device.learned_at
         end = learned_at(device.first_time, self.config.learning)

@@ -83,15 +83,16 @@ class Tally(msgspec.Struct):
                 return tuple(self.evidence[name])
         return ()
 
-    def _count(self, name: str, amount: int, evidence: str) -> None:
+    def _count(self, name: str, amount: int, evidence: str | Observation) -> None:
         counts = self.counts
         total = counts.get(name, 0) + amount
         counts[name] = total if total < _CAP else _CAP
         cited = self.evidence.get(name)
+        # The id is only made when it is kept (most counts are past the cap).
         if cited is None:
-            self.evidence[name] = [evidence]
+            self.evidence[name] = [_evidence(evidence)]
         elif len(cited) < _EVIDENCE_CAP:
-            cited.append(evidence)
+            cited.append(_evidence(evidence))
 
     def _distinct(self, name: str, value: object) -> None:
         if not isinstance(value, str) or not value:
@@ -99,6 +100,10 @@ class Tally(msgspec.Struct):
         values = self.distinct.setdefault(name, set())
         if len(values) < _DISTINCT_CAP:
             values.add(value)
+
+
+def _evidence(evidence: str | Observation) -> str:
+    return evidence if isinstance(evidence, str) else evidence.evidence_id
 
 
 def _number(value: object) -> int:
@@ -126,7 +131,7 @@ def tally_observation(tally: Tally, observation: Observation) -> None:
 
 
 def _tally_hub(tally: Tally, observation: Observation) -> None:
-    get, evidence = observation.get, observation.evidence_id
+    get, evidence = observation.get, observation
     if observation.name == "d2c":  # the hub's tally of accepted messages: count and bytes
         tally._count("d2c_messages", _number(get("Properties.count")), evidence)
         tally._count("d2c_bytes", _number(get("Properties.bytes")), evidence)
@@ -136,7 +141,7 @@ def _tally_hub(tally: Tally, observation: Observation) -> None:
 
 def _tally_agent(tally: Tally, observation: Observation) -> None:
     hits = min(max(observation.hit_count, 1), _BIG)
-    get, evidence = observation.fields.get, observation.evidence_id
+    get, evidence = observation.fields.get, observation
     if observation.row_index == 0:
         tally._count("events", hits, evidence)
     name = observation.name
@@ -196,6 +201,8 @@ class WindowBook:
         self._open: dict[int, set[str]] = {}
         #: The last window index closed: anything at or before it is late.
         self._watermark: int | None = None
+        # The rows of one event share its time: the last time's index is kept.
+        self._last: tuple[datetime | None, int] = (None, 0)
 
     def index(self, time: datetime) -> int:
         """The index of the window ``time`` falls in."""
@@ -207,7 +214,13 @@ class WindowBook:
 
     def add(self, observation: Observation) -> bool:
         """Count ``observation`` in its device's window; False when that window has closed."""
-        index = self.index(observation.time)
+        time = observation.time
+        last = self._last
+        if last[0] is time:
+            index = last[1]
+        else:
+            index = self.index(time)
+            self._last = (time, index)
         device_id = observation.device.device_id
         book = self._books.get(device_id)
         if book is None:

@@ -3,7 +3,12 @@
 The agent's collector (``iotsec.agent.collectors.firewall``) sends one row per rule and, after
 a base chain's rules, one policy row (``ExtraDetails.Policy``); a hook with no filter chain at
 all shows as an implicit accept policy (``ExtraDetails.Implicit``). ``ExtraDetails`` also
-carries ``Family``, ``Table`` and, for nftables, ``Hook``.
+carries ``Family``, ``Table`` and, for nftables, ``Hook``. ASC's C agent marks no policy row:
+it ends each built-in chain (INPUT, OUTPUT, FORWARD) with a row that has no match and whose
+``Priority`` is the chain's rule count, and sends three such rows (Allow, ``Priority`` 0) when
+there are no rules; in a snapshot without ``ExtraDetails.Policy`` anywhere, those rows are the
+policies. A rule that only accepts established or related traffic is told by
+``ExtraDetails.State``, or by a ``--ctstate``/``--state`` in ``ExtraDetails.Match``.
 
 **Permissive policy.** A chain is permissive when its policy is accept and no rule of it drops
 everything that is left (an unconditional deny at the end is a policy in all but name). A hook
@@ -35,7 +40,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 __all__ = [
@@ -57,6 +62,8 @@ _ANY = {"", "*", "any", "0.0.0.0/0", "::/0", "0/0"}
 _NARROWING = ("Match", "State", "InInterface", "OutInterface", "Options", "Untranslated")
 _ICMP = {"icmp", "icmpv6", "ipv6-icmp", "icmp6"}
 _FAMILIES = {"ip": ("ipv4",), "ip6": ("ipv6",), "inet": ("ipv4", "ipv6"), "": ("ipv4", "ipv6")}
+_BUILT_IN_CHAINS = ("INPUT", "OUTPUT", "FORWARD")
+_STATE_MATCH = re.compile(r"--(?:ct)?state\s+(\S+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +155,32 @@ def read_rules(rows: Sequence[Mapping[str, Any]]) -> list[FirewallRule]:
                 details=details,
             )
         )
+    if not any(rule.is_policy for rule in rules):
+        rules = _c_agent_policies(rules)
     return rules
+
+
+def _c_agent_policies(rules: list[FirewallRule]) -> list[FirewallRule]:
+    # The last row of a built-in chain, with no match and Priority = the rows before it.
+    last: dict[str, tuple[int, int]] = {}  # chain -> (index of its last row, rows in it)
+    for index, rule in enumerate(rules):
+        if rule.chain in _BUILT_IN_CHAINS:
+            count = last.get(rule.chain, (0, 0))[1]
+            last[rule.chain] = (index, count + 1)
+    out = list(rules)
+    for index, count in last.values():
+        rule = rules[index]
+        bare = not (
+            rule.details
+            or rule.source_address
+            or rule.destination_address
+            or rule.source_port
+            or rule.destination_port
+            or rule.protocol
+        )
+        if bare and rule.priority == count - 1:
+            out[index] = replace(rule, is_policy=True)
+    return out
 
 
 def _catch_all_deny(rule: FirewallRule) -> bool:
@@ -229,7 +261,10 @@ def _partly_unknown(rule: FirewallRule) -> bool:
 
 
 def _stateful_only(rule: FirewallRule) -> bool:
-    tokens = re.findall(r"[a-z]+", rule.details.get("State", "").lower())
+    state = rule.details.get("State", "")
+    if not state and (found := _STATE_MATCH.search(rule.details.get("Match", ""))):
+        state = found[1]
+    tokens = re.findall(r"[a-z]+", state.lower())
     return bool(tokens) and set(tokens) <= {"established", "related"}
 
 
