@@ -5,8 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.tls import LoopbackPki
+
+# CI shares two cores with servers the suite starts: a property test's example may take longer
+# than Hypothesis's default 200 ms deadline without anything being wrong, so there is none.
+settings.register_profile("iotsec", deadline=None)
+settings.load_profile("iotsec")
 
 #: Microsoft's published schemas and samples, read in place (never copied into the project).
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

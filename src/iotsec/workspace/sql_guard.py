@@ -83,9 +83,17 @@ def guard_sql(text: str, tables: Collection[str] = tuple(TABLES)) -> str:
     for node in root.walk():
         _check(node, allowed, ctes)
     try:
-        return root.sql(dialect="duckdb")
-    except (SqlglotError, ValueError) as exc:
+        sql = root.sql(dialect="duckdb")
+        # What runs is the regenerated text: it must parse back (sqlglot's generator can emit
+        # text its parser refuses, for odd input), or the query is refused as invalid.
+        sqlglot.parse_one(sql, read="duckdb")
+    except ParseError as exc:
+        first = exc.errors[0] if exc.errors else {}
+        reason = first.get("description") or "it does not parse back"
+        raise QueryInvalid(f"the SQL cannot be regenerated: {reason}") from None
+    except (SqlglotError, ValueError, RecursionError) as exc:
         raise QueryInvalid(f"the SQL cannot be regenerated: {exc}") from None
+    return sql
 
 
 def _check(node: exp.Expr, allowed: set[str], ctes: set[str]) -> None:
