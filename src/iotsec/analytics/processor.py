@@ -13,9 +13,9 @@ syslog outputs, or anything else. Detector state is saved to a ``StateStore`` ev
 ``save_every`` seconds and at ``close``, so baselines survive a restart.
 
 The hub appends what devices send, so an agent that sends again after a lost acknowledgement
-puts the same events in the log twice; the processor drops an observation whose evidence id
-(event id and row) it saw among the last ``ProcessorPolicy.repeat_memory``, so detectors never
-count or chain an event twice (a sequence rule would otherwise pair a repeat with a later step).
+puts the same events in the log twice; the processor drops the observations of an event whose
+id it saw among the last ``ProcessorPolicy.repeat_memory`` events, so detectors never count or
+chain an event twice (a sequence rule would otherwise pair a repeat with a later step).
 """
 
 from __future__ import annotations
@@ -50,8 +50,9 @@ __all__ = [
 
 log = logging.getLogger("iotsec.analytics.processor")
 
-#: What makes an observation the same event again: its event id and row index.
-Key = tuple[str, int]
+#: What makes an observation's event the same event again: its id (the rows of an event come
+#: together, in order, from its message; hub observations have an id per log entry).
+Key = str
 
 
 class RecommendationSink(Protocol):
@@ -89,7 +90,7 @@ class ProcessorPolicy:
 
     evaluate_every: float = 10.0
     save_every: float = 300.0
-    #: Evidence ids remembered to drop repeated events (0: keep every repeat).
+    #: Event ids remembered to drop repeated events (0: keep every repeat).
     repeat_memory: int = 200_000
 
 
@@ -186,20 +187,27 @@ class AnalyticsProcessor:
             self._save()
 
     def _fresh(self, observations: Sequence[Observation]) -> tuple[list[Observation], list[Key]]:
-        """The observations not seen before (nor earlier in the batch), and their keys."""
+        """The observations of events not seen before (nor earlier in the batch), and the ids
+        of those events."""
         if self.policy.repeat_memory <= 0:
             return list(observations), []
         recent = self._recent
         fresh: list[Observation] = []
         keys: list[Key] = []
         batch: set[Key] = set()
+        current: Key | None = None
+        repeat = False
         for observation in observations:
-            key = (observation.event_id, observation.row_index)
-            if key in recent or key in batch:
+            event_id = observation.event_id
+            if event_id != current or observation.row_index == 0:  # an event starts
+                current = event_id
+                repeat = event_id in recent or event_id in batch
+                if not repeat:
+                    batch.add(event_id)
+                    keys.append(event_id)
+            if repeat:
                 self.repeats += 1
                 continue
-            batch.add(key)
-            keys.append(key)
             fresh.append(observation)
         return fresh, keys
 
