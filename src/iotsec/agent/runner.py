@@ -159,6 +159,7 @@ class Agent:
         self._pending_events: list[Event] = []
         self._notes: list[tuple[DiagnosticSeverity, str, str]] = []
         self._factor = 1.0
+        self._cpu_factor = 1.0
         self._last = {"triggered": _NEVER, "snapshot": _NEVER, "selfmon": _NEVER}
         self._stop = asyncio.Event()
         self._collected = asyncio.Event()
@@ -335,11 +336,16 @@ class Agent:
         if not act:
             return
         budget = self._monitor.budget
-        ratio = max(usage.cpu_percent / budget.cpu_percent, usage.rss_bytes / budget.rss_bytes)
-        # Integral, not proportional: part of the cost (process events) comes as it comes, so
-        # the stretch keeps growing while over budget until the polling part has given enough
-        # back, and shrinks (at most halving per sample) once under it.
-        factor = self._factor * (ratio if ratio > 1.0 else max(ratio, 0.5))
+        cpu = usage.cpu_percent / budget.cpu_percent
+        # Integral on CPU, not proportional: part of the cost (process events) comes as it
+        # comes, so the stretch keeps growing while over budget until the polling part has
+        # given enough back, and shrinks (at most halving per sample) once under it. Memory
+        # does not shrink by polling slower: over its budget, the stretch is only its ratio.
+        self._cpu_factor = min(
+            self.options.max_backoff,
+            max(1.0, self._cpu_factor * (cpu if cpu > 1.0 else max(cpu, 0.5))),
+        )
+        factor = max(self._cpu_factor, usage.rss_bytes / budget.rss_bytes)
         factor = round(min(self.options.max_backoff, max(1.0, factor)), 2)
         if factor == self._factor:
             return

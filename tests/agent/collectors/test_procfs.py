@@ -438,3 +438,26 @@ def test_socket_lines_round_trip(
 
 def test_doctests() -> None:
     assert doctest.testmod(procfs_module).failed == 0
+
+
+def test_live_a_socket_table_longer_than_one_kernel_page_is_read_whole() -> None:
+    # The kernel hands /proc/net/tcp out about a page (some 26 sockets) per read(): 200
+    # listeners span several reads, and every one of them must be in what comes back.
+    import socket  # noqa: PLC0415
+
+    from iotsec.agent.hostroot import HostRoot  # noqa: PLC0415
+
+    listeners = []
+    try:
+        for _ in range(200):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sock.listen()
+            listeners.append(sock)
+        ports = {sock.getsockname()[1] for sock in listeners}
+        entries = read_sockets(HostRoot("/"), tables=[("/proc/net/tcp", "tcp")])
+        listening = {e.local_port for e in entries if e.state == TcpState.LISTEN}
+        assert ports <= listening, f"{len(ports - listening)} of 200 listeners missing"
+    finally:
+        for sock in listeners:
+            sock.close()

@@ -143,8 +143,12 @@ class Hub:
             if agent is not None:
                 agent.check_alive()
             if time.monotonic() > deadline:
-                tail = agent.log_tail() if agent is not None else ""
-                raise AssertionError(f"no matching {name} at the hub within {timeout} s\n{tail}")
+                got = sorted({r.event.name for r in await self.received()})
+                got += [repr(e.payload) for e in await self.events(name)][:10]
+                log = agent.log_problems() if agent is not None else ""
+                raise AssertionError(
+                    f"no matching {name} at the hub within {timeout} s; it has {got}\n{log}"
+                )
             await asyncio.sleep(0.2)
 
 
@@ -197,9 +201,12 @@ class AgentProcess:
                     str(self.hub.mqtt_port),
                     "--log-level",
                     "DEBUG",
-                    # Fast frequencies cost more than the device budget; the test is not about it.
+                    # Fast frequencies and DEBUG logs cost more than a device's budget; these
+                    # tests are not about the budget (tests/agent/test_runner.py is).
                     "--cpu-budget",
                     "100",
+                    "--memory-budget",
+                    "512",
                     *extra,
                 ],
                 stdout=log,
@@ -231,6 +238,11 @@ class AgentProcess:
         if not self.log_file.exists():
             return ""
         return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+    def log_problems(self) -> str:
+        """The agent's log without the MQTT packet trace: what it did and what went wrong."""
+        lines = [line for line in self.log_text().splitlines() if " DEBUG iotsec.sdk" not in line]
+        return "\n".join(lines[-60:])
 
     def log_text(self) -> str:
         return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""

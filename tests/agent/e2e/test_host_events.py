@@ -24,6 +24,7 @@ from iotsec.agent.collectors.utmp import UtmpRecord, UtmpType, encode_utmp
 from iotsec.agent.errors import HostReadError
 from iotsec.agent.hostroot import HostRoot
 from iotsec.agent.runner import Agent, AgentOptions
+from iotsec.agent.selfmon import Budget
 from iotsec.agent.state import StateDir
 from iotsec.schema import Event, aggregation_of
 from iotsec.sdk import ConnectionString, make_transport
@@ -98,6 +99,7 @@ def veth_namespace() -> Iterator[tuple[str, str]]:
         ip("link", "set", outside, "up")
         ip("netns", "exec", namespace, "ip", "addr", "add", f"{peer_address}/30", "dev", inside)
         ip("netns", "exec", namespace, "ip", "link", "set", inside, "up")
+        ip("netns", "exec", namespace, "ip", "link", "set", "lo", "up")
         yield namespace, peer_address
     finally:
         for cleanup in (["link", "del", outside], ["netns", "del", namespace]):
@@ -127,10 +129,16 @@ async def test_an_outbound_tcp_connection_arrives_as_connection_create(
         await hub.wait_for("MessageStatistics", agent=agent)
         marker = f"iotsec-e2e-{secrets.token_hex(6)}"
         client_code = (
-            f"import socket,time\ns=socket.create_connection(({peer!r},{port}))\ntime.sleep(3)"
+            f"import socket,time\ns=socket.create_connection(({peer!r},{port}),timeout=10)\n"
+            "print(s.getsockname()[1],flush=True)\ntime.sleep(5)"
         )
-        client = subprocess.Popen([sys.executable, "-c", client_code, marker])
+        client = subprocess.Popen(
+            [sys.executable, "-c", client_code, marker], stdout=subprocess.PIPE, text=True
+        )
         try:
+            assert client.stdout is not None
+            local_port = client.stdout.readline().strip()  # connected: it says from which port
+            assert local_port.isdigit(), "the client could not connect through the veth pair"
             event = await hub.wait_for(
                 "ConnectionCreate",
                 lambda e: e.payload[0].remote_address == peer,
@@ -138,7 +146,7 @@ async def test_an_outbound_tcp_connection_arrives_as_connection_create(
             )
         finally:
             client.kill()
-            client.wait()
+            client.communicate()
     finally:
         server.kill()
         server.wait()
@@ -221,7 +229,12 @@ async def test_a_failed_login_written_to_btmp_arrives_as_a_failed_login(
         base_config=base,
         identity=ConnectionString.parse(connection),
         hub_port=hub.mqtt_port,
-        options=AgentOptions(twin_timeout=5.0, poll_every={"Login": 1.0}),
+        # In the test runner's process, whose memory is far over an agent's budget.
+        options=AgentOptions(
+            twin_timeout=5.0,
+            poll_every={"Login": 1.0},
+            budget=Budget(cpu_percent=100.0, rss_bytes=2**40),
+        ),
     )
     import asyncio  # noqa: PLC0415
 

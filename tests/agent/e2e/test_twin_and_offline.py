@@ -82,10 +82,18 @@ def marker_program(tmp_path: Path) -> tuple[str, Path]:
 
 
 def spawn(program: Path, count: int, first: int = 0) -> None:
-    # Each lives 20 ms, so the agent reads its /proc entry (the race with a 1 ms process is the
-    # short-process test's subject, not this one's), each with its own command line.
-    for i in range(first, first + count):
-        subprocess.run([str(program), f"0.02{i:03d}"], check=True)
+    """``count`` marker processes, each with its own command line, 25 at a time.
+
+    Each lives 200 ms, so the agent reads its /proc entry even on a loaded machine (the race
+    with a 1 ms process is the short-process test's subject, not this one's).
+    """
+    for start in range(first, first + count, 25):
+        batch = [
+            subprocess.Popen([str(program), f"0.2{i:03d}"])
+            for i in range(start, min(start + 25, first + count))
+        ]
+        for process in batch:
+            assert process.wait() == 0
 
 
 async def agent_ready(agent: AgentProcess, starts: int) -> None:
