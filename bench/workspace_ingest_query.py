@@ -17,7 +17,9 @@ spread over 30 days in arrival order, payload fields without a column as small J
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import importlib
+import os
 import statistics
 import tempfile
 import time
@@ -26,6 +28,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hints
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from iotsec.workspace.query import QueryLimits, Workspace
 from iotsec.workspace.store import WorkspaceStore
@@ -173,6 +177,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--batch", type=int, default=10_000, help="rows per append (ingest: 10k)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="parallel appenders, one store lane each (ingest: one per core)",
+    )
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--dir", type=Path, default=None)
     args = parser.parse_args()
@@ -182,18 +192,34 @@ def main() -> None:
 
     generator = duckdb.connect()
     store = WorkspaceStore(path)
-    chunk = max(args.batch, 100_000)
-    generated = appended = 0.0
+    workers = max(1, args.workers)
+    # Generated first (not counted), split by device as the log's partitions split them: one
+    # list of batches per ingest worker, each appending in its own lane.
+    lanes: list[list[pa.Table]] = [[] for _ in range(workers)]
+    started = time.perf_counter()
+    chunk = max(args.batch * workers, 100_000)
     for offset in range(0, args.rows, chunk):
-        started = time.perf_counter()
         table = generator.sql(
             _generate_sql(offset, min(chunk, args.rows - offset), args.rows)
         ).to_arrow_table()
-        generated += time.perf_counter() - started
-        started = time.perf_counter()
-        for start in range(0, table.num_rows, args.batch):
-            store.append("SecurityIoTRawEvent", table.slice(start, args.batch))
-        appended += time.perf_counter() - started
+        device = pc.cast(pc.utf8_slice_codeunits(table.column("DeviceId"), 7), pa.int64())
+        lane_of = device.to_numpy() % workers
+        for lane in range(workers):
+            part = table.filter(pa.array(lane_of == lane))
+            lanes[lane].extend(
+                part.slice(start, args.batch) for start in range(0, part.num_rows, args.batch)
+            )
+    generated = time.perf_counter() - started
+
+    def ingest(lane: int) -> None:
+        for batch in lanes[lane]:
+            store.append("SecurityIoTRawEvent", batch, lane=lane)
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        list(pool.map(ingest, range(workers)))
+    appended = time.perf_counter() - started
+    lanes.clear()
     started = time.perf_counter()
     store.checkpoint()
     checkpoint = time.perf_counter() - started
@@ -204,7 +230,8 @@ def main() -> None:
         else 0
     )
     print(
-        f"rows: {rows:,} in batches of {args.batch:,}  (generation {generated:.1f} s, not counted)"
+        f"rows: {rows:,} in batches of {args.batch:,} from {workers} workers"
+        f"  (generation {generated:.1f} s, not counted)"
     )
     print(
         f"ingest: {rows / appended:,.0f} rows/s append-only ({appended:.1f} s); "

@@ -8,7 +8,13 @@ import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hi
 import pytest
 
 from iotsec.stream import MemoryLog
-from iotsec.workspace.ingest import CONSUMER, Batcher, BatchPolicy, LogIngest
+from iotsec.workspace.ingest import (
+    CONSUMER,
+    Batcher,
+    BatchPolicy,
+    LogIngest,
+    log_ingest_workers,
+)
 from iotsec.workspace.store import WorkspaceStore
 from tests.workspace.samples import HUB, every_event, security_record
 
@@ -120,7 +126,7 @@ async def test_positions_are_committed_only_after_the_insert(store: WorkspaceSto
 class FailingStore:
     """A store whose append fails: nothing may be committed."""
 
-    def append(self, table: str, data: pa.Table) -> int:
+    def append(self, table: str, data: pa.Table, *, lane: int = 0) -> int:
         raise RuntimeError(f"cannot write {table}")
 
 
@@ -142,3 +148,32 @@ async def test_run_flushes_what_is_pending_when_stopped(store: WorkspaceStore) -
     await ingest.poll()
     await ingest.run(stop)
     assert store.count("SecurityIoTRawEvent") == 60
+
+
+async def test_ingest_workers_split_the_partitions_and_keep_one_row_per_event(
+    store: WorkspaceStore,
+) -> None:
+    log = MemoryLog(partitions=4)
+    records = [security_record(every_event(), device=f"d{i}") for i in range(12)]
+    await log.append(records)
+    workers = log_ingest_workers(log, store, HUB, workers=2, policy=BatchPolicy(max_rows=20))
+    assert [w.partitions for w in workers] == [[0, 2], [1, 3]]
+    await asyncio.gather(*(w.poll() for w in workers))
+    await asyncio.gather(*(w.flush() for w in workers))
+    assert store.count("SecurityIoTRawEvent") == 12 * 15
+    for partition in range(4):
+        assert await log.position(CONSUMER, partition) == len(await log.read(partition, 0, 100))
+    # The hub redelivers (a device resends): the copies go to the same partition, so the same
+    # worker and lane, and are recognised.
+    await log.append(records)
+    await asyncio.gather(*(w.poll() for w in workers))
+    await asyncio.gather(*(w.flush() for w in workers))
+    assert store.count("SecurityIoTRawEvent") == 12 * 15
+    assert sum(w.inserted for w in workers) == 12 * 15
+
+
+def test_more_workers_than_partitions_gives_one_per_partition(store: WorkspaceStore) -> None:
+    workers = log_ingest_workers(MemoryLog(partitions=2), store, HUB, workers=8)
+    assert [(w.partitions, w._lane) for w in workers] == [([0], 0), ([1], 1)]
+    with pytest.raises(ValueError, match="partition"):
+        LogIngest(MemoryLog(partitions=2), store, HUB, partitions=[])

@@ -213,3 +213,56 @@ def test_unknown_tables_columns_and_closed_stores_raise_store_errors(
     with pytest.raises(StoreError, match="closed"):
         store.count("Device")
     assert datetime.now(UTC) > AT
+
+
+def _many_raw_rows(devices: int, events: int) -> list[pa.Table]:
+    """One raw table per device: ``events`` events of every kind each, with distinct ids."""
+    tables = []
+    for d in range(devices):
+        builder = RowBuilder(HUB)
+        for _ in range(events):
+            builder.add(Entry(0, 0, security_record(every_event(), device=f"dev-{d}")))
+        tables.append(builder.build()["SecurityIoTRawEvent"])
+    return tables
+
+
+def test_appends_in_different_lanes_run_in_parallel_and_keep_every_row(tmp_path: Path) -> None:
+    import threading  # noqa: PLC0415
+
+    batches = _many_raw_rows(devices=8, events=5)
+    expected = sum(t.num_rows for t in batches)
+    inserted = [0, 0, 0, 0]
+    with WorkspaceStore(tmp_path / "w.duckdb") as store:
+
+        def lane(i: int) -> None:
+            # Each lane sends its devices twice, as a redelivery would.
+            for table in batches[i::4] * 2:
+                inserted[i] += store.append("SecurityIoTRawEvent", table, lane=i)
+
+        threads = [threading.Thread(target=lane, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sum(inserted) == expected
+        assert store.count("SecurityIoTRawEvent") == expected
+        store.checkpoint()
+    with WorkspaceStore(tmp_path / "w.duckdb") as again:
+        assert again.count("SecurityIoTRawEvent") == expected
+        cursor = again.query_cursor()
+        (distinct,) = cursor.execute(
+            'SELECT count(DISTINCT "IoTRawEventId") FROM "SecurityIoTRawEvent"'
+        ).fetchone() or (0,)
+        cursor.close()
+        assert distinct == expected
+
+
+def test_a_closed_store_refuses_appends_in_any_lane(tmp_path: Path) -> None:
+    store = WorkspaceStore(tmp_path / "w.duckdb")
+    raw = _raw_table()
+    assert store.append("SecurityIoTRawEvent", raw, lane=3) == 15
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.append("SecurityIoTRawEvent", raw, lane=3)
+    with pytest.raises(StoreError, match="closed"):
+        store.append("SecurityIoTRawEvent", raw, lane=4)

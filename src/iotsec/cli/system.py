@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Callable
 
 from starlette.requests import Request
@@ -24,7 +25,7 @@ from iotsec.cli.local_agent import LocalAgent
 from iotsec.hub.server import HubServer
 from iotsec.hub.settings import HubSettings
 from iotsec.workspace.api import build_query_app
-from iotsec.workspace.ingest import LogIngest
+from iotsec.workspace.ingest import log_ingest_workers
 from iotsec.workspace.query import Workspace
 from iotsec.workspace.retention import RetentionPolicy, run_retention
 from iotsec.workspace.rows import HubIdentity
@@ -84,11 +85,17 @@ class System:
         await self.hub.start()
         loop = asyncio.get_running_loop()
         if self.store is not None:
-            ingest = LogIngest(self.hub.log, self.store, HubIdentity(self.settings.resource_id))
-            self._tasks = [
-                loop.create_task(ingest.run(self._stop)),
-                loop.create_task(run_retention(self.store, RetentionPolicy(), self._stop)),
-            ]
+            # One ingest worker per core, each with its own partitions and store lane.
+            ingests = log_ingest_workers(
+                self.hub.log,
+                self.store,
+                HubIdentity(self.settings.resource_id),
+                workers=os.cpu_count() or 1,
+            )
+            self._tasks = [loop.create_task(ingest.run(self._stop)) for ingest in ingests]
+            self._tasks.append(
+                loop.create_task(run_retention(self.store, RetentionPolicy(), self._stop))
+            )
         if self.analytics is not None:
             self._on_progress("starting analytics (rules, baselines, threat intelligence)")
             await self.analytics.start(self._stop)

@@ -2,17 +2,23 @@
 
 ``Batcher`` is the I/O-free core that decides when a micro-batch is due: at ``max_rows`` rows,
 or ``max_delay`` seconds after its first pending entry, whichever comes first. ``LogIngest`` is
-the thin async shell: it reads every partition from its position, maps entries with
+the thin async shell: it reads its partitions from their positions, maps entries with
 ``RowBuilder``, appends the tables to the store, and only then commits the new positions. A crash
 between insert and commit re-reads those entries; the store's keys make the second insert a
 no-op (at least once delivery, exactly-once rows).
+
+``log_ingest_workers`` splits the partitions among several ``LogIngest`` workers, each
+appending in its own store lane, so ingest uses every core. The hub puts all of a device's
+messages in one partition, so every copy of an event comes through one worker, which is what
+the store's idempotency check needs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,7 +27,7 @@ import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hi
 from iotsec.stream import DurableLog
 from iotsec.workspace.rows import HubIdentity, RowBuilder
 
-__all__ = ["CONSUMER", "Appender", "BatchPolicy", "Batcher", "LogIngest"]
+__all__ = ["CONSUMER", "Appender", "BatchPolicy", "Batcher", "LogIngest", "log_ingest_workers"]
 
 #: The consumer name whose positions the workspace commits.
 CONSUMER = "workspace"
@@ -30,8 +36,11 @@ CONSUMER = "workspace"
 class Appender(Protocol):
     """What ingest needs of the store."""
 
-    def append(self, table: str, data: pa.Table) -> int:
-        """Insert ``data`` into ``table``, skipping known keys; returns new rows."""
+    def append(self, table: str, data: pa.Table, *, lane: int = 0) -> int:
+        """Insert ``data`` into ``table``, skipping known keys; returns new rows.
+
+        Appends in one ``lane`` are serialized; every copy of an event uses the same lane.
+        """
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +103,10 @@ class Batcher:
 
 
 class LogIngest:
-    """Feeds the workspace tables from the durable log (consumer ``workspace``)."""
+    """Feeds the workspace tables from the durable log (consumer ``workspace``).
+
+    It reads ``partitions`` (default: all) and appends in store lane ``lane``.
+    """
 
     def __init__(
         self,
@@ -105,26 +117,37 @@ class LogIngest:
         policy: BatchPolicy = BatchPolicy(),
         clock: Callable[[], float] = time.monotonic,
         consumer: str = CONSUMER,
+        partitions: Sequence[int] | None = None,
+        lane: int = 0,
     ) -> None:
         self._log = log
+        self._partitions = list(range(log.partitions) if partitions is None else partitions)
+        if not self._partitions:
+            raise ValueError("a LogIngest needs at least one partition")
+        self._lane = lane
         self._store = store
         self._builder = RowBuilder(hub)
         self._batcher = Batcher(policy)
         self._clock = clock
         self._consumer = consumer
-        self._next: list[int] | None = None
-        self._committed: list[int] = []
+        self._next: dict[int, int] | None = None
+        self._committed: dict[int, int] = {}
         self.inserted = 0
+
+    @property
+    def partitions(self) -> list[int]:
+        """The log partitions this ingest reads."""
+        return list(self._partitions)
 
     async def poll(self) -> int:
         """Read one round of every partition; flush if a batch is due. Returns entries read."""
         if self._next is None:
-            self._committed = [
-                await self._log.position(self._consumer, p) for p in range(self._log.partitions)
-            ]
-            self._next = list(self._committed)
+            self._committed = {
+                p: await self._log.position(self._consumer, p) for p in self._partitions
+            }
+            self._next = dict(self._committed)
         read = 0
-        for partition, offset in enumerate(self._next):
+        for partition, offset in list(self._next.items()):
             entries = await self._log.read(partition, offset, self._batcher.policy.read_limit)
             if not entries:
                 continue
@@ -144,8 +167,10 @@ class LogIngest:
         inserted = 0
         try:
             for name, table in tables.items():
-                inserted += await asyncio.to_thread(self._store.append, name, table)
-            for partition, offset in enumerate(self._next or ()):
+                inserted += await asyncio.to_thread(
+                    functools.partial(self._store.append, name, table, lane=self._lane)
+                )
+            for partition, offset in (self._next or {}).items():
                 if offset != self._committed[partition]:
                     await self._log.commit(self._consumer, partition, offset)
                     self._committed[partition] = offset
@@ -169,3 +194,40 @@ class LogIngest:
                 continue  # nothing new yet: poll again
         if self._batcher.entries:
             await self.flush()
+
+
+def log_ingest_workers(
+    log: DurableLog,
+    store: Appender,
+    hub: HubIdentity,
+    *,
+    workers: int,
+    policy: BatchPolicy = BatchPolicy(),
+    consumer: str = CONSUMER,
+) -> list[LogIngest]:
+    """``workers`` ingests (at most one per partition), worker ``i`` reading the partitions
+    ``p`` with ``p % workers == i`` and appending in lane ``i``.
+
+    >>> from iotsec.stream import MemoryLog
+    >>> from iotsec.workspace.store import WorkspaceStore
+    >>> hub = HubIdentity("/subscriptions/0/resourceGroups/rg/providers/"
+    ...                   "Microsoft.Devices/IotHubs/h")
+    >>> log, store = MemoryLog(partitions=4), WorkspaceStore(None)
+    >>> ingests = log_ingest_workers(log, store, hub, workers=2)
+    >>> [i.partitions for i in ingests]
+    [[0, 2], [1, 3]]
+    >>> store.close()
+    """
+    count = max(1, min(workers, log.partitions))
+    return [
+        LogIngest(
+            log,
+            store,
+            hub,
+            policy=policy,
+            consumer=consumer,
+            partitions=range(i, log.partitions, count),
+            lane=i,
+        )
+        for i in range(count)
+    ]

@@ -11,8 +11,9 @@ Raw events are most of the workspace, so their storage is tuned for size and ing
 - No index. An ART index on the key costs 100+ bytes per row and halves the insert rate.
   Idempotency comes from the data instead: a redelivered event has the same id, row index and
   ``TimeGenerated`` (it is the same message), so each batch is anti-joined against the stored
-  rows *in its own time range*, which DuckDB's zone maps narrow to a few row groups. One writer
-  holds the store's lock, so the check and the insert cannot race.
+  rows *in its own time range*, which DuckDB's zone maps narrow to a few row groups. Every copy
+  of an event comes through one store lane, whose appends are serialized, so the check and the
+  insert cannot race.
 
 An event id that is not a UUID (some agents send other 36-character ids) is stored as the
 UUID of its MD5 digest with the original text in ``EventIdText``, so the view shows what the

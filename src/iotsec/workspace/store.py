@@ -1,18 +1,25 @@
 """The workspace's DuckDB file: its tables, idempotent appends, the Device upsert, deletes.
 
 Only one process may open a DuckDB file, so the server owns the store and everyone else queries
-through its API. Isolation: one writer connection (ingest, sinks, retention), serialized by a
-lock, commits each batch as one transaction; every query gets its own cursor on the same
-database (``query_cursor``) and sees the last committed batch, never half of one (DuckDB MVCC).
+through its API. Isolation: each write commits as one transaction. Raw event appends run in
+*lanes*: appends in one lane are serialized on that lane's own connection, appends in different
+lanes run in parallel (DuckDB appends to one table from concurrent transactions), so ingest can
+use every core. A caller must send all copies of an event through one lane (ingest gives each
+worker its own log partitions, and the hub puts all of a device's messages in one partition);
+the idempotency check then cannot race with itself. Every other write (sinks, retention, the
+Device upsert) is serialized by one lock. Every query gets its own cursor on the same database
+(``query_cursor``) and sees the last committed batch, never half of one (DuckDB MVCC).
 The database is opened with external access disabled (no files, URLs, extensions or replacement
 scans of Python objects) and its configuration locked, so no statement can turn that back on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -95,6 +102,7 @@ class WorkspaceStore:
                 f"cannot open the workspace {path or ':memory:'}: {exc}", path=path
             ) from exc
         self._lock = threading.Lock()
+        self._lanes: dict[int, _Lane] = {}
         self._staged = itertools.count()
         self._closed = False
 
@@ -118,17 +126,18 @@ class WorkspaceStore:
         except KeyError:
             raise StoreError(f"no table {name!r}", path=self.path, table=name) from None
 
-    def append(self, table: str, data: pa.Table | pa.RecordBatch) -> int:
+    def append(self, table: str, data: pa.Table | pa.RecordBatch, *, lane: int = 0) -> int:
         """Insert ``data`` into ``table``, skipping rows whose key is already there.
 
         Columns are matched by name; missing ones are null. Returns how many rows were new. The
-        Device table is upserted instead (see ``upsert_devices``).
+        Device table is upserted instead (see ``upsert_devices``). Raw events are appended in
+        ``lane`` (see the module's text): every copy of an event must come through one lane.
         """
         spec = self.table(table)
         if spec.name == DEVICE_TABLE:
             return self.upsert_devices(data)
         if spec.name == rawevents.RAW_TABLE:
-            return self._append_raw(data)
+            return self._append_raw(data, lane)
         staged = conform(spec, data)
         if staged.num_rows == 0:
             return 0
@@ -138,7 +147,15 @@ class WorkspaceStore:
             f"INSERT INTO {_quote(spec.name)} SELECT * FROM {{staged}} ON CONFLICT DO NOTHING",  # noqa: S608 - registry names, quoted
         )
 
-    def _append_raw(self, data: pa.Table | pa.RecordBatch) -> int:
+    def _lane(self, lane: int) -> _Lane:
+        with self._lock:
+            self._check_open()
+            found = self._lanes.get(lane)
+            if found is None:
+                found = self._lanes[lane] = _Lane(threading.Lock(), self._db.cursor())
+            return found
+
+    def _append_raw(self, data: pa.Table | pa.RecordBatch, lane: int) -> int:
         try:
             staged = conform_to(rawevents.INGEST_SCHEMA, rawevents.RAW_TABLE, data)
         except (ValueError, pa.ArrowInvalid) as exc:
@@ -160,26 +177,28 @@ class WorkspaceStore:
                 )
         repeats = rawevents.has_repeats(staged)
         clusters = rawevents.time_clusters(staged.column("TimeGenerated"))
-        with self._lock:
+        writer = self._lane(lane)
+        with writer.lock:
             self._check_open()
+            db = writer.cursor
             name = f"_staged_{next(self._staged)}"
-            self._db.register(name, staged)
+            db.register(name, staged)
             inserted = 0
             try:
-                self._db.execute("BEGIN TRANSACTION")
+                db.execute("BEGIN TRANSACTION")
                 statements = rawevents.insert_statements(_quote(name), clusters, distinct=repeats)
                 for sql in statements:
-                    inserted += _first(self._db.execute(sql).fetchall())
-                self._db.execute("COMMIT")
+                    inserted += _first(db.execute(sql).fetchall())
+                db.execute("COMMIT")
             except duckdb.Error as exc:
-                self._db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
                 raise StoreError(
                     f"cannot write {staged.num_rows} rows to {rawevents.RAW_TABLE}: {exc}",
                     path=self.path,
                     table=rawevents.RAW_TABLE,
                 ) from exc
             finally:
-                self._db.unregister(name)
+                db.unregister(name)
         return inserted
 
     def upsert_devices(self, data: pa.Table | pa.RecordBatch) -> int:
@@ -271,9 +290,12 @@ class WorkspaceStore:
         return _first(row)
 
     def checkpoint(self) -> None:
-        """Write the write-ahead log into the database file."""
-        with self._lock:
+        """Write the write-ahead log into the database file (between appends)."""
+        with contextlib.ExitStack() as held:
+            held.enter_context(self._lock)
             self._check_open()
+            for lane in self._lanes.values():
+                held.enter_context(lane.lock)
             self._db.execute("CHECKPOINT")
 
     def query_cursor(self) -> duckdb.DuckDBPyConnection:
@@ -282,11 +304,16 @@ class WorkspaceStore:
         return self._db.cursor()
 
     def close(self) -> None:
-        """Checkpoint and close the file (idempotent)."""
+        """Checkpoint and close the file (idempotent); waits for appends in progress."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+            lanes = list(self._lanes.values())
+        for lane in lanes:
+            with lane.lock:
+                lane.cursor.close()
+        with self._lock:
             self._db.close()
 
     def _insert(self, spec: Table, staged: pa.Table, sql: str) -> int:
@@ -309,6 +336,13 @@ class WorkspaceStore:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("the workspace store is closed", path=self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class _Lane:
+    # One lane of raw appends: its lock, held for a whole append, and its own connection.
+    lock: threading.Lock
+    cursor: duckdb.DuckDBPyConnection
 
 
 def _stored(spec: Table) -> str:
