@@ -25,7 +25,7 @@ Each component has one base class under the root, and its own tree below that::
     |   +-- QueueError               the on-device queue's storage failed
     +-- AnalyticsError               iotsec.analytics: detections, alerts, recommendations
     |   +-- RuleError                a rule file that cannot be used (file, line, column)
-    |   +-- FeedError                a threat-intelligence feed that cannot be read
+    |   +-- FeedError                a threat-intelligence feed that cannot be configured or read
     |   +-- OutputError              a webhook or syslog output that failed after retries
     |   +-- StateError               the analytics state store failed
     +-- StreamError                  iotsec.stream: the durable log between hub and analytics

@@ -11,6 +11,7 @@ MODULES = [
     "charts",
     "filters",
     "memory",
+    "models",
     "passwords",
     "queries",
     "records",

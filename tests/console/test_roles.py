@@ -28,6 +28,8 @@ async def test_a_viewer_is_refused_every_change(
         "/alerts/a-1/status": {"action": "dismiss"},
         "/query": {"q": "SecurityAlert | take 1"},
         "/settings/custom-alerts": {"group": "cameras", "rules": "{}"},
+        "/settings/intel-feeds": {"name": "f", "kind": "list-file", "path": "f.txt"},
+        "/settings/intel-feeds/delete": {"name": "blocklist"},
         "/users": {"username": "mallory", "role": "admin", "password": "mallory-password"},
         "/users/anna": {"op": "delete"},
     }
@@ -40,6 +42,7 @@ async def test_a_viewer_is_refused_every_change(
     assert users.get("mallory") is None
     assert users.get("anna") is not None
     assert (await backend.alert("a-1")).status == "Active"
+    assert [f.name for f in await backend.intel_feeds()] == ["blocklist"]
 
 
 async def test_a_viewer_sees_no_change_buttons(client: httpx.AsyncClient) -> None:

@@ -18,6 +18,7 @@ from starlette.routing import Mount, Route
 from iotsec.console import (
     ActionRefused,
     BackendError,
+    FeedSettings,
     NotConfigured,
     NotFound,
     QueryFailed,
@@ -84,10 +85,29 @@ def _registry(calls: list[str], *, security: bool) -> list[Any]:
             return JSONResponse(body)
         return JSONResponse({"value": [{"name": k, "properties": v} for k, v in groups.items()]})
 
+    feeds_known: dict[str, Any] = {
+        "stix": {"name": "stix", "kind": "stix", "indicatorCount": 4, "lastError": "timeout"}
+    }
+
     async def feeds(request: Request) -> Response:
         await check(request)
-        feed = {"name": "stix", "kind": "stix", "indicatorCount": 4, "lastError": "timeout"}
-        return JSONResponse({"value": [feed]})
+        return JSONResponse({"value": list(feeds_known.values())})
+
+    async def feed(request: Request) -> Response:
+        await check(request)
+        name = request.path_params["name"]
+        if request.method == "DELETE":
+            if feeds_known.pop(name, None) is None:
+                return JSONResponse({"ErrorCode": "FeedNotFound", "Message": "no feed"}, 404)
+            return JSONResponse({"name": name, "deleted": True})
+        body = await request.json()
+        calls.append(f"feed {name}: {sorted(body.items())}")
+        if "path" not in body:
+            refused = {"ErrorCode": "ArgumentInvalid", "Message": "feed x: needs a path"}
+            return JSONResponse({**refused, "field": "path"}, 400)
+        config = {"name": name, **body, "refresh": 900.0}
+        feeds_known[name] = {"name": name, "kind": body["kind"], "config": config, "ok": True}
+        return JSONResponse(feeds_known[name], 201)
 
     async def alert_action(request: Request) -> Response:
         await check(request)
@@ -109,6 +129,7 @@ def _registry(calls: list[str], *, security: bool) -> list[Any]:
             Route("/security/deviceSecurityGroups", custom),
             Route("/security/deviceSecurityGroups/{group}", custom, methods=["PUT"]),
             Route("/security/intelFeeds", feeds),
+            Route("/security/intelFeeds/{name}", feed, methods=["PUT", "DELETE"]),
             Route("/security/alerts/{alert_id}/{action}", alert_action, methods=["POST"]),
         ]
     return routes
@@ -276,6 +297,30 @@ async def test_settings_and_alert_actions_over_their_routes(
         await backend.change_alert_status("gone", "dismiss", reason="", by="anna")
 
 
+async def test_feeds_are_put_and_deleted_over_their_route(
+    backend: ServiceApiBackend, calls: list[str]
+) -> None:
+    feed = FeedSettings("lab feed", "list-file", path="lab.txt", url="ignored", refresh="900")
+    await backend.put_intel_feed(feed)
+    assert (
+        "feed lab feed: [('kind', 'list-file'), ('list_kind', 'auto'), ('path', 'lab.txt'),"
+        " ('refresh', 900)]" in calls
+    )
+    assert "PUT /security/intelFeeds/lab feed?api-version=2021-04-12" in calls
+    listed = {f.name: f for f in await backend.intel_feeds()}
+    assert listed["lab feed"].settings == FeedSettings(
+        "lab feed", "list-file", path="lab.txt", refresh="900"
+    )
+    with pytest.raises(ActionRefused) as refused:
+        await backend.put_intel_feed(FeedSettings("x", "list-file"), password="pw")
+    assert (refused.value.field, refused.value.status) == ("path", 400)
+    assert str(refused.value) == "feed x: needs a path"
+    await backend.delete_intel_feed("lab feed")
+    with pytest.raises(NotFound) as missing:
+        await backend.delete_intel_feed("lab feed")
+    assert (missing.value.what, missing.value.key) == ("feed", "lab feed")
+
+
 async def test_routes_the_server_lacks_are_not_configured(bare: ServiceApiBackend) -> None:
     with pytest.raises(NotConfigured, match="custom alerts"):
         await bare.custom_alerts()
@@ -285,6 +330,10 @@ async def test_routes_the_server_lacks_are_not_configured(bare: ServiceApiBacken
         await bare.intel_feeds()
     with pytest.raises(NotConfigured, match="dismissing and resolving"):
         await bare.change_alert_status(fleet.ALERT_ID, "dismiss", reason="", by="x")
+    with pytest.raises(NotConfigured, match="managing threat-intelligence feeds"):
+        await bare.put_intel_feed(FeedSettings("f", "list-file", path="p"))
+    with pytest.raises(NotConfigured, match="managing threat-intelligence feeds"):
+        await bare.delete_intel_feed("f")
 
 
 async def test_a_refused_credential_and_an_unreachable_server_are_backend_errors(

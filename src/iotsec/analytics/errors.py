@@ -2,7 +2,8 @@
 
 AnalyticsError
 +-- RuleError               a rule file that cannot be used; carries file, line and column
-+-- FeedError               a threat-intelligence feed that cannot be read or parsed (feed named)
++-- FeedError               a threat-intelligence feed that cannot be configured, read or parsed
+                            (feed named; .field names the configuration key at fault)
 +-- OutputError             a webhook or syslog destination that failed after its retries
 +-- StateError              the analytics state store failed (sqlite3/OSError); carries the path
 """
@@ -47,12 +48,17 @@ class RuleError(AnalyticsError):
 
 
 class FeedError(AnalyticsError):
-    """A threat-intelligence feed that cannot be read or parsed."""
+    """A threat-intelligence feed that cannot be configured, read or parsed.
 
-    def __init__(self, feed: str, reason: str) -> None:
+    ``field`` names the configuration key at fault (``path``, ``refresh``, ...) when the error
+    is about the feed's configuration rather than its data.
+    """
+
+    def __init__(self, feed: str, reason: str, *, field: str | None = None) -> None:
         super().__init__(f"feed {feed}: {reason}")
         self.feed = feed
         self.reason = reason
+        self.field = field
 
 
 class OutputError(AnalyticsError):

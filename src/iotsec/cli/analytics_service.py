@@ -20,9 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +38,7 @@ from iotsec.analytics.detection import Detector
 from iotsec.analytics.enrich import Enricher
 from iotsec.analytics.errors import AnalyticsError
 from iotsec.analytics.fleet import DeviceOnboardedDetector, DeviceSilentDetector
-from iotsec.analytics.intel import FeedConfig, FeedManager, FeedStatus, load_feed_configs
+from iotsec.analytics.intel import FeedConfig, FeedManager, load_feed_configs
 from iotsec.analytics.outputs import (
     Outputs,
     SyslogConfig,
@@ -53,6 +51,7 @@ from iotsec.analytics.processor import AnalyticsProcessor, DeviceSink, Recommend
 from iotsec.analytics.recommendations import Recommendations
 from iotsec.analytics.rules import RuleEngine, load_catalogue, load_rules
 from iotsec.cli.adapters import RegistryDirectory, WorkspaceAnalyticsSink, hub_state, utc_now
+from iotsec.cli.intel_api import IntelFeedApi
 from iotsec.cli.service_client import CliError
 from iotsec.hub.server import HubServer
 from iotsec.workspace.store import WorkspaceStore
@@ -151,6 +150,12 @@ class AnalyticsService:
 
     def __post_init__(self) -> None:
         self.config = load_analytics_config(self.data_dir / CONFIG_FILE)
+        self.intel_api = IntelFeedApi(
+            self.data_dir,
+            config_file=self.data_dir / CONFIG_FILE,
+            hub=lambda: self.hub,
+            feeds=lambda: self.feeds,
+        )
         self.alerts: AlertStore | None = None
         self.feeds: FeedManager | None = None
         self.outputs: Outputs | None = None
@@ -159,10 +164,11 @@ class AnalyticsService:
         self.recommendations: Recommendations | None = None
 
     def routes(self) -> list[BaseRoute]:
-        """Service API routes: alert dismiss/resolve and threat-intel feed status."""
+        """Service API routes: alert dismiss/resolve, and the threat-intel feeds (see
+        ``iotsec.cli.intel_api``)."""
         return [
             Route("/security/alerts/{alert_id}/{action}", self._alert_action, methods=["POST"]),
-            Route("/security/intelFeeds", self._feed_status, methods=["GET"]),
+            *self.intel_api.routes(),
         ]
 
     async def start(self, stop: asyncio.Event) -> None:
@@ -289,30 +295,6 @@ class AnalyticsService:
         if self.store is not None:
             await asyncio.to_thread(WorkspaceAnalyticsSink(self.store).write_alerts, [alert])
         return Response(status_code=204)
-
-    async def _feed_status(self, request: Request) -> Response:
-        await self.hub.authorize_service(request, "RegistryRead")
-        statuses: Sequence[FeedStatus] = self.feeds.status() if self.feeds is not None else ()
-        return JSONResponse({"value": [_feed_json(s) for s in statuses]})
-
-
-def _feed_json(status: FeedStatus) -> dict[str, Any]:
-    def when(value: datetime | None) -> str | None:
-        return value.isoformat() if value is not None else None
-
-    return {
-        "name": status.name,
-        "kind": status.kind,
-        "indicators": status.indicators,
-        "byKind": dict(status.by_kind),
-        "skipped": status.skipped,
-        "skippedSample": [str(s) for s in status.skipped_sample],
-        "lastLoaded": when(status.last_load),
-        "lastAttempt": when(status.last_attempt),
-        "lastError": status.last_error,
-        "lastErrorAt": when(status.last_error_at),
-        "ok": status.ok,
-    }
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:

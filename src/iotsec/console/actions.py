@@ -1,4 +1,4 @@
-"""The console's forms: sign-in and out, alert actions, queries, custom alerts, users.
+"""The console's forms: sign-in and out, alert actions, queries, custom alerts, feeds, users.
 
 Each POST is routed through ``Console.endpoint(..., post=True, role=...)``: the Origin, the
 CSRF token and the role are checked on the server before any of these handlers runs. Changes
@@ -19,8 +19,8 @@ from starlette.routing import BaseRoute, Route
 from iotsec.console import pages
 from iotsec.console.charts import line_chart, time_series
 from iotsec.console.context import Console, View, base_of
-from iotsec.console.errors import ActionRefused, NotConfigured, QueryFailed
-from iotsec.console.models import AlertAction
+from iotsec.console.errors import ActionRefused, NotConfigured, NotFound, QueryFailed
+from iotsec.console.models import AlertAction, FeedSettings
 
 __all__ = ["routes", "safe_next"]
 
@@ -196,6 +196,94 @@ async def save_custom_alerts(console: Console, request: Request, view: View) -> 
     return console.redirect(request, "/settings")
 
 
+def _feed_settings(form: dict[str, str]) -> FeedSettings:
+    def text(key: str, limit: int = 1024) -> str:
+        return form.get(key, "").strip()[:limit]
+
+    return FeedSettings(
+        name=text("name", 128),
+        kind=text("kind", 32),
+        path=text("path", 4096),
+        list_kind=text("list_kind", 32) or "auto",
+        url=text("url", 2048),
+        collection=text("collection", 256),
+        api_root=text("api_root", 2048),
+        username=text("username", 256),
+        ca_file=text("ca_file", 4096),
+        refresh=text("refresh", 32),
+    )
+
+
+async def save_feed(console: Console, request: Request, view: View) -> Response:
+    feed = _feed_settings(view.form)
+    if not feed.name:
+        refused = ActionRefused("name: name the feed", status=400, field="name")
+        return await pages.render_settings(
+            console, request, view, status=400, feed_form=feed, feed_error=refused, adding=True
+        )
+    if view.form.get("new"):  # the add form must not replace a feed by accident
+        try:
+            taken = {f.name for f in await console.backend.intel_feeds()}
+        except NotConfigured:
+            taken = set()
+        if feed.name in taken:
+            reason = f"name: a feed named {feed.name!r} exists; edit it, or choose another name"
+            refused = ActionRefused(reason, status=409, field="name")
+            return await pages.render_settings(
+                console, request, view, status=409, feed_form=feed, feed_error=refused, adding=True
+            )
+    # An empty password field keeps the feed's password; the checkbox removes it.
+    password: str | None = view.form.get("password", "")[:1024] or None
+    if view.form.get("clear_password"):
+        password = ""
+    try:
+        await console.backend.put_intel_feed(feed, password=password)
+    except NotConfigured:
+        return await pages.render_settings(
+            console,
+            request,
+            view,
+            message="Managing threat-intelligence feeds is not available on this server.",
+            status=501,
+        )
+    except ActionRefused as exc:
+        return await pages.render_settings(
+            console,
+            request,
+            view,
+            status=exc.status or 400,
+            feed_form=feed,
+            feed_error=exc,
+            adding=bool(view.form.get("new")),
+        )
+    log.info("console: %s saved intel feed %r (%s)", view.user.username, feed.name, feed.kind)
+    return console.redirect(request, "/settings#intel-feeds")
+
+
+async def delete_feed(console: Console, request: Request, view: View) -> Response:
+    name = view.form.get("name", "")[:128]
+    if not name:
+        return await pages.render_settings(
+            console, request, view, message="Name the feed to remove.", status=400
+        )
+    try:
+        await console.backend.delete_intel_feed(name)
+    except NotConfigured:
+        return await pages.render_settings(
+            console,
+            request,
+            view,
+            message="Managing threat-intelligence feeds is not available on this server.",
+            status=501,
+        )
+    except (NotFound, ActionRefused) as exc:
+        return await pages.render_settings(
+            console, request, view, message=f"Not removed: {exc}", status=exc.status or 400
+        )
+    log.info("console: %s removed intel feed %r", view.user.username, name)
+    return console.redirect(request, "/settings#intel-feeds")
+
+
 def routes(console: Console) -> list[BaseRoute]:
     """The form routes, each with the role it needs."""
     page = console.endpoint
@@ -212,6 +300,16 @@ def routes(console: Console) -> list[BaseRoute]:
         Route(
             "/settings/custom-alerts",
             page(save_custom_alerts, role="admin", post=True),
+            methods=["POST"],
+        ),
+        Route(
+            "/settings/intel-feeds",
+            page(save_feed, role="admin", post=True),
+            methods=["POST"],
+        ),
+        Route(
+            "/settings/intel-feeds/delete",
+            page(delete_feed, role="admin", post=True),
             methods=["POST"],
         ),
     ]

@@ -21,6 +21,7 @@ from iotsec.console.models import (
     AlertDay,
     DeviceDetail,
     DeviceSummary,
+    FeedSettings,
     FeedStatus,
     GroupRules,
     QueryTable,
@@ -90,4 +91,13 @@ class ConsoleBackend(Protocol):
 
     async def intel_feeds(self) -> Sequence[FeedStatus]:
         """Threat-intelligence feeds and their load status; ``NotConfigured`` without the route."""
+        ...
+
+    async def put_intel_feed(self, feed: FeedSettings, *, password: str | None = None) -> None:
+        """Add the feed, or replace the feed of that name; ``ActionRefused`` names the field at
+        fault. ``password`` None keeps the feed's password, ``""`` removes it."""
+        ...
+
+    async def delete_intel_feed(self, name: str) -> None:
+        """Remove a feed; ``NotFound`` when there is none."""
         ...

@@ -7,7 +7,7 @@
         +-- BackendError             the service API failed or answered what we cannot read
         |   +-- NotFound             no such device or alert (.what, .key)
         |   +-- NotConfigured        the server has no route for this yet (.feature)
-        |   +-- ActionRefused        the server refused a change, with its reason
+        |   +-- ActionRefused        the server refused a change, with its reason (.field)
         |   +-- QueryFailed          a workspace query did not run (.line, .column)
         +-- UserStoreError           the user store refused or failed
             +-- UserInvalid          a bad name, role or password (.field)
@@ -66,7 +66,14 @@ class NotConfigured(BackendError):
 
 
 class ActionRefused(BackendError):
-    """The server refused a change (a resolved alert cannot be dismissed, invalid rules, ...)."""
+    """The server refused a change (a resolved alert cannot be dismissed, invalid rules, ...).
+
+    ``field`` names the form field at fault when the server said which (a feed's ``path``).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, field: str | None = None):
+        super().__init__(message, status=status)
+        self.field = field
 
 
 class QueryFailed(BackendError):

@@ -17,12 +17,14 @@ from typing import Any
 
 from iotsec.console.errors import ActionRefused, NotConfigured, NotFound, QueryFailed
 from iotsec.console.models import (
+    FEED_FIELDS,
     SEVERITIES,
     Alert,
     AlertAction,
     AlertDay,
     DeviceDetail,
     DeviceSummary,
+    FeedSettings,
     FeedStatus,
     GroupRules,
     QueryTable,
@@ -57,7 +59,8 @@ class MemoryBackend:
     """Fixture devices, alerts, recommendations and events; changes are applied and recorded.
 
     ``groups`` or ``feeds`` left as None behave like a server without those routes
-    (``NotConfigured``). ``run_query`` answers the query page.
+    (``NotConfigured``). ``run_query`` answers the query page. A feed put here is checked only
+    for what its kind needs (the server's parser checks the rest) and is not loaded.
     """
 
     def __init__(
@@ -189,3 +192,33 @@ class MemoryBackend:
         if self._feeds is None:
             raise NotConfigured("threat intelligence")
         return list(self._feeds)
+
+    async def put_intel_feed(self, feed: FeedSettings, *, password: str | None = None) -> None:
+        if self._feeds is None:
+            raise NotConfigured("managing threat-intelligence feeds")
+        if feed.kind not in FEED_FIELDS:
+            kinds = ", ".join(FEED_FIELDS)
+            raise ActionRefused(
+                f"kind: unknown kind {feed.kind!r} ({kinds})", status=400, field="kind"
+            )
+        needed = ("url", "collection") if feed.kind == "taxii" else ("path",)
+        for key in needed:
+            if not getattr(feed, key).strip():
+                reason = f"{key}: a {feed.kind} feed needs a {key}"
+                raise ActionRefused(reason, status=400, field=key)
+        old = next((f for f in self._feeds if f.name == feed.name), None)
+        keep = old is not None and old.settings is not None and old.settings.has_password
+        has_password = bool(password) if password is not None else keep
+        settings = dataclasses.replace(feed, has_password=has_password)
+        source = feed.path if feed.kind != "taxii" else feed.url
+        status = FeedStatus(feed.name, feed.kind, source, settings=settings)
+        self._feeds = [status if f.name == feed.name else f for f in self._feeds]
+        if old is None:
+            self._feeds.append(status)
+
+    async def delete_intel_feed(self, name: str) -> None:
+        if self._feeds is None:
+            raise NotConfigured("managing threat-intelligence feeds")
+        if not any(f.name == name for f in self._feeds):
+            raise NotFound("feed", name)
+        self._feeds = [f for f in self._feeds if f.name != name]

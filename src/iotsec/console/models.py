@@ -5,6 +5,7 @@ Raw JSON stays at the backend's edge; pages and templates see these. Times are a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,6 +13,8 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 __all__ = [
+    "FEED_FIELDS",
+    "LIST_KINDS",
     "OPEN_STATUSES",
     "SEVERITIES",
     "Alert",
@@ -19,6 +22,7 @@ __all__ = [
     "AlertDay",
     "DeviceDetail",
     "DeviceSummary",
+    "FeedSettings",
     "FeedStatus",
     "GroupRules",
     "QueryColumn",
@@ -180,9 +184,71 @@ class GroupRules:
         return sum(len(v) for v in self.rules.values() if isinstance(v, list))
 
 
+#: The settings each kind of feed uses, besides its name and refresh (``analytics.yaml`` keys).
+FEED_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "list-file": ("path", "list_kind"),
+        "stix-file": ("path",),
+        "taxii": ("url", "collection", "api_root", "username", "ca_file"),
+    }
+)
+#: What every line of a ``list-file`` feed holds (``auto`` detects each line).
+LIST_KINDS = ("auto", "ip", "domain", "url", "hash")
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_ALL_FEED_FIELDS = ("path", "list_kind", "url", "collection", "api_root", "username", "ca_file")
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSettings:
+    """A threat-intelligence feed's settings as the console edits them (never its password).
+
+    Every value is text as a form holds it; an empty one is not set. ``refresh`` is seconds or
+    a duration such as ``15m`` (the server's parser decides).
+
+    >>> FeedSettings("lab", "list-file", path="lab.txt", url="left over", refresh="3600").body()
+    {'kind': 'list-file', 'path': 'lab.txt', 'list_kind': 'auto', 'refresh': 3600}
+    """
+
+    name: str
+    kind: str = "list-file"
+    path: str = ""
+    list_kind: str = "auto"
+    url: str = ""
+    collection: str = ""
+    api_root: str = ""
+    username: str = ""
+    ca_file: str = ""
+    refresh: str = ""
+    #: The server keeps a password for it (it never tells which).
+    has_password: bool = False
+
+    def body(self, *, password: str | None = None) -> dict[str, Any]:
+        """The service API's PUT body: the kind's fields that are set, and ``password`` if given
+        (``""`` removes the feed's password; None keeps it)."""
+        out: dict[str, Any] = {"kind": self.kind}
+        for key in FEED_FIELDS.get(self.kind, _ALL_FEED_FIELDS):
+            value = getattr(self, key).strip()
+            if value:
+                out[key] = value
+        refresh = self.refresh.strip()
+        if refresh:
+            out["refresh"] = _number(refresh)
+        if password is not None:
+            out["password"] = password
+        return out
+
+
+def _number(text: str) -> int | float | str:
+    """``"3600"`` as a number (the parser reads a string as a duration such as ``"1h"``)."""
+    if not _DECIMAL.fullmatch(text):
+        return text
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
 @dataclass(frozen=True, slots=True)
 class FeedStatus:
-    """A threat-intelligence feed and how its last load went."""
+    """A threat-intelligence feed, its settings, and how its last load went."""
 
     name: str
     kind: str
@@ -191,3 +257,9 @@ class FeedStatus:
     indicators: int | None = None
     last_loaded: datetime | None = None
     last_error: str | None = None
+    last_attempt: datetime | None = None
+    #: Whether the last load attempt succeeded (True before the first).
+    ok: bool = True
+    skipped: int = 0
+    #: What an admin edits; None when the server does not say.
+    settings: FeedSettings | None = None

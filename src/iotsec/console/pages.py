@@ -18,8 +18,16 @@ from starlette.routing import BaseRoute, Route
 
 from iotsec.console.charts import alert_chart
 from iotsec.console.context import Console, View
-from iotsec.console.errors import NotConfigured
-from iotsec.console.models import SEVERITIES, Alert, DeviceDetail, Recommendation
+from iotsec.console.errors import ActionRefused, NotConfigured
+from iotsec.console.models import (
+    FEED_FIELDS,
+    LIST_KINDS,
+    SEVERITIES,
+    Alert,
+    DeviceDetail,
+    FeedSettings,
+    Recommendation,
+)
 
 __all__ = ["EXAMPLE_QUERIES", "explain_risk", "routes"]
 
@@ -181,9 +189,19 @@ async def query(console: Console, request: Request, view: View) -> Response:
 
 
 async def render_settings(
-    console: Console, request: Request, view: View, *, message: str | None = None, status: int = 200
+    console: Console,
+    request: Request,
+    view: View,
+    *,
+    message: str | None = None,
+    status: int = 200,
+    feed_form: FeedSettings | None = None,
+    feed_error: ActionRefused | None = None,
+    adding: bool = False,
 ) -> Response:
-    """Custom alerts per group and feed status; "not configured" where the server has none."""
+    """Custom alerts per group and the threat-intelligence feeds; "not configured" where the
+    server has none. ``feed_form`` is a feed form just refused (the add form when ``adding``,
+    else that feed's edit form), shown again with ``feed_error`` next to the field it names."""
     backend = console.backend
     groups: Any = None
     feeds: Any = None
@@ -195,6 +213,7 @@ async def render_settings(
         feeds = await backend.intel_feeds()
     except NotConfigured:
         feeds = None
+    names = {f.name for f in feeds or ()}
     return console.render(
         request,
         view,
@@ -204,6 +223,12 @@ async def render_settings(
         groups=groups,
         feeds=feeds,
         message=message,
+        feed_form=feed_form,
+        feed_editing=feed_form is not None and not adding and feed_form.name in names,
+        feed_error=feed_error,
+        feed_kinds=tuple(FEED_FIELDS),
+        list_kinds=LIST_KINDS,
+        blank_feed=FeedSettings(""),
     )
 
 

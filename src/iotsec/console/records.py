@@ -23,6 +23,7 @@ import orjson
 from iotsec.console.models import (
     Alert,
     DeviceSummary,
+    FeedSettings,
     FeedStatus,
     GroupRules,
     QueryColumn,
@@ -37,6 +38,7 @@ __all__ = [
     "alert_from",
     "device_summary",
     "feed_from",
+    "feed_settings_from",
     "group_rules_from",
     "merge_workspace",
     "raw_event_from",
@@ -286,9 +288,11 @@ def group_rules_from(answer: object) -> list[GroupRules]:
 
 
 def feed_from(item: Mapping[str, Any]) -> FeedStatus:
-    """One entry of the feed list as a ``FeedStatus``."""
+    """One entry of the feed list as a ``FeedStatus`` (with its settings when it has them)."""
     count = item.get("indicatorCount", item.get("indicators"))
     error = item.get("lastError")
+    skipped = item.get("skipped")
+    config = item.get("config")
     return FeedStatus(
         name=_text(item.get("name")),
         kind=_text(item.get("kind") or item.get("type")),
@@ -297,4 +301,37 @@ def feed_from(item: Mapping[str, Any]) -> FeedStatus:
         indicators=int(count) if isinstance(count, int | float) else None,
         last_loaded=time_of(item.get("lastLoaded")),
         last_error=_text(error) if error else None,
+        last_attempt=time_of(item.get("lastAttempt")),
+        ok=bool(item.get("ok", not error)),
+        skipped=int(skipped) if isinstance(skipped, int | float) else 0,
+        settings=(
+            feed_settings_from(config, has_password=bool(item.get("hasPassword")))
+            if isinstance(config, Mapping)
+            else None
+        ),
+    )
+
+
+def feed_settings_from(config: Mapping[str, Any], *, has_password: bool = False) -> FeedSettings:
+    """A feed's settings as the API answers them (``analytics.yaml`` keys) as form values.
+
+    >>> feed_settings_from({"name": "lab", "kind": "list-file", "path": "lab.txt",
+    ...                     "refresh": 900.0}).refresh
+    '900'
+    """
+    refresh = config.get("refresh")
+    if isinstance(refresh, float) and refresh.is_integer():
+        refresh = int(refresh)
+    return FeedSettings(
+        name=_text(config.get("name")),
+        kind=_text(config.get("kind")),
+        path=_text(config.get("path")),
+        list_kind=_text(config.get("list_kind") or "auto"),
+        url=_text(config.get("url")),
+        collection=_text(config.get("collection")),
+        api_root=_text(config.get("api_root")),
+        username=_text(config.get("username")),
+        ca_file=_text(config.get("ca_file")),
+        refresh=_text(refresh),
+        has_password=has_password,
     )

@@ -3,8 +3,8 @@
 It signs each call with a service token from a callable the composition root hands it (a
 short-lived SAS token of a policy), reads devices and twins from the registry routes, and
 everything else from the workspace with KQL (``POST /workspace/query``). Alert actions, custom
-alerts and feed status go to the routes named in ``ServiceRoutes``; when the server answers
-that it has no such route, the call raises ``NotConfigured`` and the page says so.
+alerts and threat-intelligence feeds go to the routes named in ``ServiceRoutes``; when the
+server answers that it has no such route, the call raises ``NotConfigured`` and the page says so.
 
 The base URL and the TLS context may be callables: the server's port is known only once it
 listens, and its CA is made at its first start; both are asked for at the first call.
@@ -30,6 +30,7 @@ from iotsec.console.models import (
     AlertDay,
     DeviceDetail,
     DeviceSummary,
+    FeedSettings,
     FeedStatus,
     GroupRules,
     QueryTable,
@@ -71,12 +72,24 @@ class ServiceRoutes:
     custom_alerts: str = "/security/deviceSecurityGroups"
     #: PUT ``{"properties": {thresholdRules, timeWindowRules, allowlistRules, denylistRules}}``.
     custom_alerts_group: str = "/security/deviceSecurityGroups/{group}"
-    #: GET ``{"value": [{"name", "kind", "source", "enabled", "indicatorCount", ...}]}``.
+    #: GET ``{"value": [{"name", "kind", "source", "config", "indicators", "lastLoaded", ...}]}``.
     intel_feeds: str = "/security/intelFeeds"
+    #: PUT one feed's settings (``analytics.yaml`` keys: ``kind``, ``path``, ...); DELETE it.
+    intel_feed: str = "/security/intelFeeds/{name}"
 
 
 def _path(template: str, **values: str) -> str:
     return template.format(**{k: quote(v, safe="") for k, v in values.items()})
+
+
+def _field(response: httpx.Response) -> str | None:
+    """The field a refusal names (``{"field": "path"}``), if it names one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    field = body.get("field") if isinstance(body, dict) else None
+    return field if isinstance(field, str) else None
 
 
 def _reason(response: httpx.Response) -> str:
@@ -172,7 +185,7 @@ class ServiceApiBackend:
                 status=status,
             )
         if status in (400, 409, 412, 422):
-            raise ActionRefused(reason, status=status)
+            raise ActionRefused(reason, status=status, field=_field(response))
         raise BackendError(f"{method} {path.partition('?')[0]}: {status} {reason}", status=status)
 
     async def query(self, text: str, *, max_rows: int) -> QueryTable:
@@ -318,3 +331,17 @@ class ServiceApiBackend:
         if not isinstance(items, list):
             raise BackendError("the feed list is not a JSON array")
         return [feed_from(item) for item in items if isinstance(item, dict)]
+
+    async def put_intel_feed(self, feed: FeedSettings, *, password: str | None = None) -> None:
+        path = _path(self.routes.intel_feed, name=feed.name)
+        body = feed.body(password=password)
+        await self._call("PUT", path, body=body, feature="managing threat-intelligence feeds")
+
+    async def delete_intel_feed(self, name: str) -> None:
+        path = _path(self.routes.intel_feed, name=name)
+        await self._call(
+            "DELETE",
+            path,
+            feature="managing threat-intelligence feeds",
+            missing=NotFound("feed", name),
+        )

@@ -21,6 +21,7 @@ from iotsec.analytics.intel import (
     FeedManager,
     Indicator,
     load_feed_configs,
+    parse_feed_config,
 )
 from iotsec.analytics.intel import feeds as feeds_module
 
@@ -347,3 +348,168 @@ def test_the_operator_guide_example_config_loads(tmp_path: Path) -> None:
         ("blocklist", "list-file"),
     ]
     assert (configs[0].password, configs[0].refresh) == ("pw", 3600.0)
+
+
+# --- errors name the field ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("entry", "field"),
+    [
+        ({"name": "f", "kind": "list-fil", "path": "x"}, "kind"),
+        ({"name": "f", "kind": "list-file"}, "path"),
+        ({"name": "f", "kind": "list-file", "path": "x", "refresh": "soon"}, "refresh"),
+        ({"name": "f", "kind": "list-file", "path": "x", "refresh": -1}, "refresh"),
+        ({"name": "f", "kind": "list-file", "path": "x", "list_kind": "ips"}, "list_kind"),
+        ({"name": "f", "kind": "list-file", "pth": "x"}, "pth"),
+        ({"name": "f", "kind": "list-file", "path": 7}, "path"),
+        ({"kind": "list-file", "path": "x"}, "name"),
+        ({"name": "f", "path": "x"}, "kind"),
+        ({"name": "f", "kind": "taxii", "collection": "c"}, "url"),
+        ({"name": "f", "kind": "taxii", "url": "https://t.example/"}, "collection"),
+        ({"name": "f", "kind": "taxii", "url": "ftp://t.example/", "collection": "c"}, "url"),
+        (
+            {"name": "f", "kind": "taxii", "url": "https://t.example/", "collection": "c",
+             "password": "pw"},
+            "username",
+        ),
+        (
+            {"name": "f", "kind": "taxii", "url": "https://t.example/", "collection": "c",
+             "username": "u", "password_file": "/nonexistent/pass"},
+            "password_file",
+        ),
+    ],
+)  # fmt: skip
+def test_a_refused_entry_names_the_field_at_fault(entry: dict[str, object], field: str) -> None:
+    with pytest.raises(FeedError) as caught:
+        parse_feed_config(entry)
+    assert caught.value.field == field
+    assert caught.value.reason.startswith(field) or field in caught.value.reason
+
+
+def test_a_url_with_credentials_is_refused_without_quoting_it() -> None:
+    entry = {"name": "f", "kind": "taxii", "url": "http://u:hunter2@t.example/", "collection": "c"}
+    with pytest.raises(FeedError) as caught:
+        parse_feed_config(entry)
+    assert caught.value.field == "url"
+    assert "hunter2" not in str(caught.value)
+
+
+def test_a_config_file_entry_keeps_its_position_in_the_reason() -> None:
+    with pytest.raises(FeedError) as caught:
+        load_feed_configs([{"name": "a", "kind": "list-file", "path": "x"}, {"name": "b"}])
+    assert (caught.value.feed, caught.value.field) == ("b", "kind")
+    assert caught.value.reason == "feeds[1]: a feed needs a name and a kind"
+
+
+# --- changing the feeds of a manager ------------------------------------------------------------
+
+
+def test_put_adds_a_feed_whose_indicators_match_once_loaded(files: Path) -> None:
+    manager = FeedManager(two_feeds(files), clock=Clock())
+    manager.reload()
+    (files / "extra.txt").write_text("100.64.0.77\n")
+    assert manager.put(FeedConfig("extra", "list-file", path=files / "extra.txt")) is True
+    assert [s.name for s in manager.status()] == ["cti", "block", "extra"]
+    assert manager.match("ip", "100.64.0.77") is None  # due, not loaded yet
+    assert manager.match("ip", "198.51.100.7") is not None  # the others stay
+    manager.reload(["extra"])
+    found = manager.match("ip", "100.64.0.77")
+    assert found is not None and found.feed == "extra"
+    assert [c.name for c in manager.configs()] == ["cti", "block", "extra"]
+
+
+def test_put_replaces_a_feed_and_drops_its_old_indicators_at_once(files: Path) -> None:
+    manager = FeedManager(two_feeds(files), clock=Clock())
+    manager.reload()
+    assert manager.match("ip", "192.0.2.200") is not None
+    (files / "other.txt").write_text("192.0.2.201\n")
+    replaced = FeedConfig("block", "list-file", path=files / "other.txt", list_kind="ip")
+    assert manager.put(replaced) is False
+    assert manager.match("ip", "192.0.2.200") is None  # gone before any reload
+    assert manager.match("ip", "198.51.100.7") is not None  # the other feed is untouched
+    block = manager.status()[1]
+    assert (block.name, block.indicators, block.last_attempt) == ("block", 0, None)
+    manager.reload(["block"])
+    assert manager.match("ip", "192.0.2.201") is not None
+    assert manager.configs()[1] == replaced
+
+
+def test_remove_drops_a_feed_and_refuses_an_unknown_one(files: Path) -> None:
+    manager = FeedManager(two_feeds(files), clock=Clock())
+    manager.reload()
+    manager.remove("cti")
+    assert manager.match("ip", "198.51.100.7") is None
+    assert manager.match("ip", "192.0.2.200") is not None
+    assert [s.name for s in manager.status()] == ["block"]
+    with pytest.raises(FeedError, match="did you mean 'block'"):
+        manager.remove("blok")
+    manager.reload()  # only the remaining feed
+    assert manager.match("ip", "198.51.100.7") is None
+
+
+class CountingSource:
+    def __init__(self, value: str) -> None:
+        self.value = value
+        self.loads = 0
+
+    def load(self, now: datetime) -> FeedLoad:
+        self.loads += 1
+        indicator = Indicator("ip", self.value, self.value, "counted", f"n:{self.loads}")
+        return FeedLoad("counted", (indicator,))
+
+
+def test_a_running_manager_loads_a_new_feed_at_once_and_stops_refreshing_the_old(
+    tmp_path: Path,
+) -> None:
+    made: dict[str, CountingSource] = {}
+
+    def source(config: FeedConfig) -> CountingSource:
+        made[str(config.path)] = CountingSource(str(config.path))
+        return made[str(config.path)]
+
+    old = FeedConfig("counted", "list-file", path=Path("192.0.2.1"), refresh=0.02)
+    manager = FeedManager([old], sources={"list-file": source})  # type: ignore[dict-item]
+    manager.start()
+    try:
+        assert manager.wait_loaded(10)
+        assert manager.match("ip", "192.0.2.1") is not None
+        # The new feed refreshes hourly: it must be loaded at once, not after its refresh.
+        manager.put(FeedConfig("counted", "list-file", path=Path("192.0.2.2"), refresh=3600))
+        assert manager.wait_attempted("counted", 10)
+        assert manager.match("ip", "192.0.2.2") is not None
+        assert manager.match("ip", "192.0.2.1") is None
+        old_loads = made["192.0.2.1"].loads
+        time.sleep(0.2)  # ten of the old feed's refresh periods
+        assert made["192.0.2.1"].loads == old_loads
+        assert made["192.0.2.2"].loads == 1
+        manager.remove("counted")
+        assert manager.match("ip", "192.0.2.2") is None
+        assert manager.wait_attempted("counted", 0) is False
+    finally:
+        manager.stop(10)
+
+
+def test_a_load_that_ends_after_its_feed_was_replaced_is_dropped() -> None:
+    gated = GatedSource(["192.0.2.1"])
+    counted = CountingSource("192.0.2.9")
+
+    def source(config: FeedConfig) -> object:
+        return gated if config.path == Path("gated") else counted
+
+    manager = FeedManager(
+        [FeedConfig("feed", "list-file", path=Path("gated"))],
+        sources={"list-file": source},  # type: ignore[dict-item]
+    )
+    loading = threading.Thread(target=manager.reload)
+    loading.start()
+    assert gated.started.wait(10)
+    # The change does not wait for the load in progress.
+    manager.put(FeedConfig("feed", "list-file", path=Path("new")))
+    gated.proceed.set()
+    loading.join(10)
+    assert manager.match("ip", "192.0.2.1") is None
+    [status] = manager.status()
+    assert status.last_attempt is None  # the stale load did not count for the new feed
+    manager.reload()
+    assert manager.match("ip", "192.0.2.9") is not None

@@ -21,6 +21,7 @@ from iotsec.analytics.intel.feeds import (
     FeedSource,
     FeedStatus,
     load_feed_configs,
+    parse_feed_config,
 )
 from iotsec.analytics.intel.index import IntelIndex
 from iotsec.analytics.intel.indicator import Clock, FeedLoad, Indicator, Skipped
@@ -60,6 +61,7 @@ __all__ = [
     "TaxiiPoller",
     "compile_pattern",
     "load_feed_configs",
+    "parse_feed_config",
     "read_bundle",
     "read_list",
     "read_objects",

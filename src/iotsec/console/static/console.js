@@ -1,4 +1,5 @@
-// The console's only script: confirmations, and Ctrl+Enter to run a query.
+// The console's only script: confirmations, Ctrl+Enter to run a query, and a feed form that
+// shows the fields of the kind chosen.
 // Loaded as a file (the Content-Security-Policy allows no inline script); pages work without it.
 "use strict";
 
@@ -19,4 +20,24 @@ document.addEventListener("keydown", (event) => {
       target.form.requestSubmit(run);
     }
   }
+});
+
+// A feed form shows the fieldsets of its kind only (without this script, it shows them all;
+// the server sends only the chosen kind's fields either way).
+function showFeedFields(form) {
+  const kind = form.elements.kind.value;
+  for (const set of form.querySelectorAll("fieldset[data-kinds]")) {
+    set.hidden = !set.dataset.kinds.split(" ").includes(kind);
+  }
+}
+
+document.addEventListener("change", (event) => {
+  const form = event.target.form;
+  if (event.target.name === "kind" && form && form.hasAttribute("data-feed-form")) {
+    showFeedFields(form);
+  }
+});
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("form[data-feed-form]").forEach(showFeedFields);
 });
