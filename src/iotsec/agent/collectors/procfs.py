@@ -72,7 +72,6 @@ SOCKET_TABLES: tuple[Table, ...] = TCP_TABLES + UDP_TABLES
 
 # int(x, 16) also takes "0x", "_", signs, spaces and non-ASCII digits; the kernel prints none.
 _HEX = re.compile(r"[0-9A-Fa-f]+")
-_DEC = re.compile(r"[0-9]+")
 _SOCKET_LINK = re.compile(r"socket:\[([0-9]+)\]")
 # PF_KTHREAD in the stat flags field: kernel threads have no executable and no command line.
 _PF_KTHREAD = 0x00200000
@@ -205,7 +204,8 @@ def _hex(value: str, source: str, line: int, what: str) -> int:
 
 
 def _dec(value: str, source: str, line: int | None, what: str) -> int:
-    if not _DEC.fullmatch(value):
+    # isdigit() alone also takes other scripts' digits; ASCII ones are exactly 0-9.
+    if not (value.isascii() and value.isdigit()):
         raise ParseError(source, f"{what} is not a decimal number: {value!r}", line=line)
     return int(value)
 
@@ -299,23 +299,36 @@ def parse_stat(text: str, source: str = "/proc/<pid>/stat") -> ProcStat:
 
 
 def parse_status(text: str, source: str = "/proc/<pid>/status") -> ProcStatus:
-    """The real and effective uid (and PPid) of a /proc/<pid>/status file."""
-    uids: list[int] | None = None
-    ppid = None
-    for number, line in enumerate(text.splitlines(), start=1):
-        key, sep, value = line.partition(":")
-        if not sep:
-            continue
-        if key == "Uid":
-            parts = value.split()
-            if len(parts) != 4:
-                raise ParseError(source, f"Uid needs 4 ids, got {len(parts)}", line=number)
-            uids = [_dec(part, source, number, "uid") for part in parts]
-        elif key == "PPid":
-            ppid = _dec(value.strip(), source, number, "PPid")
-    if uids is None:
+    """The real and effective uid (and PPid) of a /proc/<pid>/status file.
+
+    It is read at every exec, so only the two lines it needs are looked at.
+
+    >>> parse_status("Name:\\tsu\\nPPid:\\t41\\nUid:\\t1000\\t0\\t0\\t0\\n")
+    ProcStatus(uid=1000, euid=0, ppid=41)
+    """
+    uid_line = _status_line(text, "Uid")
+    if uid_line is None:
         raise ParseError(source, "no Uid line")
+    number, value = uid_line
+    parts = value.split()
+    if len(parts) != 4:
+        raise ParseError(source, f"Uid needs 4 ids, got {len(parts)}", line=number)
+    uids = [_dec(part, source, number, "uid") for part in parts]
+    ppid_line = _status_line(text, "PPid")
+    ppid = None
+    if ppid_line is not None:
+        ppid = _dec(ppid_line[1].strip(), source, ppid_line[0], "PPid")
     return ProcStatus(uid=uids[0], euid=uids[1], ppid=ppid)
+
+
+def _status_line(text: str, key: str) -> tuple[int, str] | None:
+    # The first "key:" line of a status file: its line number and what follows the colon.
+    start = 0 if text.startswith(key + ":") else text.find("\n" + key + ":") + 1
+    if start == 0 and not text.startswith(key + ":"):
+        return None
+    end = text.find("\n", start)
+    line = text[start : end if end >= 0 else len(text)]
+    return text.count("\n", 0, start) + 1, line[len(key) + 1 :]
 
 
 def parse_tcp_opens(text: str, source: str = "/proc/net/snmp") -> TcpOpens:
