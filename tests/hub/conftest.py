@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from cryptography import x509
 
 from iotsec.hub.auth import Authenticator
 from iotsec.hub.c2d import C2dQueue
+from iotsec.hub.certificates import CaCertificate, CaCertificateStore
 from iotsec.hub.deadletters import DeadLetterStore
 from iotsec.hub.http import HubContext, build_app
 from iotsec.hub.hubconfig import HubConfiguration
@@ -133,6 +134,13 @@ def http_hub(http_dir: Path, pki: LoopbackPki) -> Iterator[HttpHub]:
     deadletters = DeadLetterStore(tmp_path / "deadletters.db")
     limiter = RateLimiter(rate=1000, burst=1000, clock=clock)
     c2d = C2dQueue(tmp_path / "c2d.db", clock=clock)
+
+    def certificates_changed(certificates: Sequence[CaCertificate]) -> None:
+        authenticator.trust_cas([ca, *(c for entry in certificates for c in entry.certificates)])
+
+    store = CaCertificateStore(
+        tmp_path / "tls" / "client-ca", on_change=certificates_changed, clock=clock
+    )
     hub = HttpHub(
         context=None,  # type: ignore[arg-type]  # set below, once the callbacks exist
         registry=registry,
@@ -152,6 +160,7 @@ def http_hub(http_dir: Path, pki: LoopbackPki) -> Iterator[HttpHub]:
         notify_c2d=hub.c2d_pushes.append,
         notify_desired=lambda d, m, p: hub.desired_pushes.append((d, m, p)),
         notify_configuration=hub.configurations.append,
+        certificates=store,
         clock=clock,
     )
     registry.create_device("dev1")

@@ -31,11 +31,13 @@ from iotsec.hub.pki import (
 )
 from iotsec.hub.tls import (
     PeerCertificates,
+    ServerTls,
     handshake_failure,
     peer_certificates,
     server_ssl_context,
     trust_device_certificates,
 )
+from tests.hub.ca import IssuingCa, make_ca
 from tests.tls import CertFiles, LoopbackPki
 
 KEY = "c2VjcmV0LWtleS1mb3ItdGhlLW93bmVyLXBvbGljeQ=="
@@ -443,6 +445,67 @@ def test_intermediates_the_client_sends_reach_the_server(hub_pki: HubPki, tmp_pa
         module_id=None,
         source_ip="::1",
     )
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])  # with SNI, and without
+def test_server_tls_trusts_exactly_the_cas_it_was_last_given(
+    hub_pki: HubPki, tmp_path: Path, host: str
+) -> None:
+    assert hub_pki.ca is not None
+    fleet = make_ca("Fleet CA")
+    client = client_context(hub_pki)
+    client.load_cert_chain(*fleet.device("fleet-dev", tmp_path))
+    tls = ServerTls(hub_pki, HubConfiguration(), client_ca=[hub_pki.ca])
+    refused = handshake(tls.context, client, host)
+    assert refused.reply == b"" and refused.server_error is not None
+    assert handshake_failure(refused.server_error) is not None
+    tls.trust([fleet.pem.encode()])
+    accepted = handshake(tls.context, client, host)
+    assert accepted.reply == b"ok" and accepted.peer is not None and accepted.peer.leaf is not None
+    # OpenSSL cannot take a CA out of a store: a new context without it takes over.
+    tls.trust([])
+    again = handshake(tls.context, client, host)
+    assert again.reply == b"" and again.server_error is not None
+    # The hub's own CA stays trusted throughout.
+    assert hub_pki.ca_key is not None
+    ca_key = serialization.load_pem_private_key(hub_pki.ca_key.read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    own = client_context(hub_pki)
+    own.load_cert_chain(*IssuingCa(cert(hub_pki.ca), ca_key).device("own-dev", tmp_path))
+    mine = handshake(tls.context, own, host)
+    assert mine.reply == b"ok" and mine.peer is not None and mine.peer.leaf is not None
+
+
+def test_server_tls_asks_for_certificates_once_it_trusts_a_ca(
+    hub_pki: HubPki, tmp_path: Path
+) -> None:
+    fleet = make_ca("Fleet CA")
+    client = client_context(hub_pki)
+    client.load_cert_chain(*fleet.device("fleet-dev", tmp_path))
+    tls = ServerTls(hub_pki, HubConfiguration())  # an operator certificate, no CA to trust
+    assert handshake(tls.context, client).peer == PeerCertificates(None)
+    tls.trust([fleet.der])
+    asked = handshake(tls.context, client).peer
+    assert asked is not None and asked.leaf is not None
+    tls.trust([])
+    assert handshake(tls.context, client).peer == PeerCertificates(None)
+    with pytest.raises(HubConfigError, match="CA certificate 0"):
+        tls.trust([b"junk"])
+
+
+def test_server_tls_applies_the_minimum_version_after_a_change_of_trust(
+    hub_pki: HubPki,
+) -> None:
+    tls = ServerTls(hub_pki, HubConfiguration())
+    tls.trust([make_ca("Fleet CA").der])
+    tls.configure(HubConfiguration(min_tls_version="1.3"))
+    client = client_context(hub_pki)
+    client.maximum_version = ssl.TLSVersion.TLSv1_2
+    assert handshake(tls.context, client).reply == b""
+    tls.trust([])
+    assert handshake(tls.context, client).reply == b""
+    tls.configure(HubConfiguration(min_tls_version="1.2"))
+    assert handshake(tls.context, client).reply == b"ok"
 
 
 def test_context_errors_name_the_file(hub_pki: HubPki, pki: LoopbackPki, tmp_path: Path) -> None:

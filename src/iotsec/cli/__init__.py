@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("hub_cmd", "register_info"),
     "device": ("device_cmd", "register"),
     "hub": ("hub_cmd", "register_hub"),
+    "certificate": ("certificate_cmd", "register"),
     "query": ("query_cmd", "register"),
     "alerts": ("alerts_cmd", "register"),
     "rules": ("rules_cmd", "register"),

@@ -156,6 +156,10 @@ class Authenticator:
         self._clock = clock
         self._cas = tuple(ca_certificates)
 
+    def trust_cas(self, ca_certificates: Sequence[x509.Certificate]) -> None:
+        """Replace the CAs ``certificateAuthority`` identities may chain to, for later checks."""
+        self._cas = tuple(ca_certificates)
+
     # -- network ---------------------------------------------------------------------------
 
     def check_ip(

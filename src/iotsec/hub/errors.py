@@ -9,6 +9,9 @@ HubError
 +-- TwinError
 |   +-- TwinTooLarge            a twin section over its size limit (8 KB tags, 32 KB properties)
 |   +-- InvalidTwinPatch        not a JSON object, too deep, or a forbidden key
++-- CertificateError            the trusted CA certificates of the service API's /certificates
+|   +-- InvalidCertificate      a name or certificate the hub will not trust; ``field`` says which
+|   +-- CertificateNotFound     no trusted CA certificate of that name
 +-- AuthFailure                 a refused connect or request; ``reason`` says which check failed
 +-- HubConfigError              hub configuration that cannot be used (bad CIDR, TLS version)
 +-- PacketError                 a malformed MQTT packet; the connection is closed
@@ -24,10 +27,13 @@ from iotsec.errors import IotsecError
 __all__ = [
     "AuthFailure",
     "AuthFailureReason",
+    "CertificateError",
+    "CertificateNotFound",
     "HubConfigError",
     "HubError",
     "IdentityExists",
     "IdentityNotFound",
+    "InvalidCertificate",
     "InvalidIdentity",
     "InvalidTwinPatch",
     "PacketError",
@@ -106,6 +112,31 @@ class InvalidTwinPatch(TwinError):
         super().__init__(f"{path}: {reason}" if path else reason)
         self.reason = reason
         self.path = path
+
+
+class CertificateError(HubError):
+    """Base class of the errors about the CA certificates the hub trusts."""
+
+
+class InvalidCertificate(CertificateError):
+    """A certificate name or body the hub will not trust.
+
+    ``field`` is the JSON path of what is wrong (``name``, ``properties.certificate``);
+    ``reason`` says why, without repeating the submitted text.
+    """
+
+    def __init__(self, reason: str, *, field: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.reason = reason
+        self.field = field
+
+
+class CertificateNotFound(CertificateError):
+    """No trusted CA certificate is called ``name``."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"certificate {name!r} not found")
+        self.name = name
 
 
 class AuthFailureReason(StrEnum):

@@ -6,7 +6,8 @@ Everything the hub keeps lives in the data dir::
     log.db           the durable log (device messages, operation logs, dead letters)
     c2d.db           cloud-to-device queues
     deadletters.db   the operator's copy of refused messages
-    tls/             local CA and server certificate (client-ca/, device-certs/: trusted certs)
+    tls/             local CA and server certificate (client-ca/, device-certs/: trusted certs;
+                     client-ca/ is managed through the service API's /certificates)
     owner.credential the iothubowner policy connection string (0600)
     server.json      where the running hub listens, for the CLI
 """
@@ -20,7 +21,6 @@ import os
 import resource
 import signal
 import socket
-import ssl
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,6 +33,7 @@ from starlette.routing import BaseRoute
 
 from iotsec.hub.auth import Authenticator
 from iotsec.hub.c2d import C2dQueue
+from iotsec.hub.certificates import CaCertificate, CaCertificateStore
 from iotsec.hub.customalerts import CustomAlertValidator, check_shape
 from iotsec.hub.deadletters import DeadLetterStore
 from iotsec.hub.errors import AuthFailure, AuthFailureReason
@@ -48,7 +49,7 @@ from iotsec.hub.pki import HubPki, ensure_owner_credential, ensure_pki, load_cer
 from iotsec.hub.ratelimit import RateLimiter
 from iotsec.hub.registry import SqliteRegistry
 from iotsec.hub.settings import HubSettings
-from iotsec.hub.tls import server_ssl_context
+from iotsec.hub.tls import ServerTls
 from iotsec.stream import SqliteLog
 
 __all__ = ["HubServer"]
@@ -108,21 +109,29 @@ class HubServer:
         self.c2d = C2dQueue(s.data_dir / "c2d.db", clock=self.clock)
         config = self.registry.hub_configuration()
         self.limiter = RateLimiter(rate=config.rate_per_device, burst=config.rate_burst)
-        # Device certificates may chain to the hub's own CA or to any CA the operator added.
+        # Device certificates may chain to the hub's own CA or to any CA the operator added
+        # (tls/client-ca/, changed at run time through the certificates API).
         own_ca = [self.pki.ca] if self.pki.ca is not None else []
-        client_ca = [*own_ca, *sorted((s.tls_dir / "client-ca").glob("*.pem"))]
+        self._own_cas = [cert for path in own_ca for cert in load_certificates(path)]
+        self.certificates = CaCertificateStore(
+            s.tls_dir / "client-ca", on_change=self._certificates_changed, clock=self.clock
+        )
         device_certs = [p.read_bytes() for p in sorted((s.tls_dir / "device-certs").glob("*.pem"))]
-        cas = [cert for path in client_ca for cert in load_certificates(path)]
         self.authenticator = Authenticator(
             self.registry,
             hub_host=s.public_host,
             clock=self.clock,
-            ca_certificates=cas,
+            ca_certificates=[*self._own_cas, *self.certificates.trusted()],
             host_aliases=sorted({"localhost", "127.0.0.1", socket.gethostname(), s.hub_name}),
         )
-        self.ssl_context = server_ssl_context(
-            self.pki, config, client_ca=client_ca, device_certificates=device_certs
+        self.tls = ServerTls(
+            self.pki,
+            config,
+            client_ca=own_ca,
+            ca_certificates=_pem(self.certificates.entries()),
+            device_certificates=device_certs,
         )
+        self.ssl_context = self.tls.context
         self.ingestor = Ingestor(self.log, self.deadletters, self.limiter, clock=self.clock)
         self.mqtt = MqttEndpoint(
             registry=self.registry,
@@ -147,6 +156,7 @@ class HubServer:
             hub_host=s.public_host,
             notify_c2d=self.mqtt.notify_c2d,
             notify_desired=self.mqtt.notify_desired,
+            certificates=self.certificates,
             clock=self.clock,
             is_connected=self._is_connected,
             notify_configuration=self._configuration_changed,
@@ -212,8 +222,14 @@ class HubServer:
     def _configuration_changed(self, config: HubConfiguration) -> None:
         self.limiter.configure(rate=config.rate_per_device, burst=config.rate_burst)
         # New handshakes use the new minimum; live connections keep what they negotiated.
-        self.ssl_context.minimum_version = (
-            ssl.TLSVersion.TLSv1_3 if config.min_tls_version == "1.3" else ssl.TLSVersion.TLSv1_2
+        self.tls.configure(config)
+
+    def _certificates_changed(self, certificates: Sequence[CaCertificate]) -> None:
+        # New handshakes trust exactly the new set, and so does the check after them; live
+        # connections keep going.
+        self.tls.trust(_pem(certificates))
+        self.authenticator.trust_cas(
+            [*self._own_cas, *(c for entry in certificates for c in entry.certificates)]
         )
 
     async def authorize_service(self, request: Request, permission: Permission) -> None:
@@ -294,6 +310,10 @@ class HubServer:
         self.c2d.close()
         self.deadletters.close()
         self.registry.close()
+
+
+def _pem(certificates: Sequence[CaCertificate]) -> list[bytes]:
+    return [entry.pem.encode("ascii") for entry in certificates]
 
 
 def raise_open_file_limit() -> int:

@@ -6,19 +6,25 @@ handshake, and Python's :mod:`ssl` offers no verify callback to let an unknown c
 through for the application to judge. (``CERT_NONE`` does not help: with it, the server never
 asks for a certificate at all.) So the trust store holds:
 
-- the CA certificates ``certificateAuthority`` devices chain to (``client_ca``), and
+- the CA certificates ``certificateAuthority`` devices chain to: the hub's own CA
+  (``client_ca``) and those of ``tls/client-ca/`` (``ca_certificates``), and
 - each ``selfSigned`` device's own certificate (``device_certificates``), which OpenSSL then
   accepts as a trust anchor for itself. :func:`trust_device_certificates` adds more to a live
   context; OpenSSL reads the store at each handshake, so new devices can connect at once.
 
 The trade-off: a self-signed device must be registered with its certificate, not just its
-thumbprint as IoT Hub allows, or its handshake fails before the hub sees it. Nothing is ever
-removed from a live store, and nothing needs to be: the store only decides which handshakes
-complete. Who the device is, and whether it may connect, is decided afterwards by
+thumbprint as IoT Hub allows, or its handshake fails before the hub sees it. Who the device is,
+and whether it may connect, is decided after the handshake by
 :meth:`iotsec.hub.auth.Authenticator.authenticate_certificate` (thumbprint, CN, issuer, status),
-so a deleted device's stale trust anchor gets it no further than the TLS handshake. Ruled out:
-a verify callback via pyOpenSSL (asyncio cannot use its connections) or ctypes into libssl
-(fragile across builds).
+so a deleted device's stale trust anchor gets it no further than the TLS handshake.
+
+OpenSSL can add to a live store but never remove from one. When the trusted CAs change (the
+service API's ``/certificates``), :class:`ServerTls` builds a new context with exactly the new
+set, and the served context's SNI callback, which OpenSSL calls on every ClientHello (with a
+server name or without), moves each new connection onto it; connections already open keep the
+context they started with. A removed CA's devices are then refused in the handshake itself.
+Ruled out: a verify callback via pyOpenSSL (asyncio cannot use its connections) or ctypes into
+libssl (fragile across builds).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from iotsec.hub.pki import HubPki
 
 __all__ = [
     "PeerCertificates",
+    "ServerTls",
     "handshake_failure",
     "peer_certificates",
     "server_ssl_context",
@@ -53,17 +60,18 @@ def server_ssl_context(
     config: HubConfiguration,
     *,
     client_ca: Sequence[Path] = (),
+    ca_certificates: Iterable[bytes] = (),
     device_certificates: Iterable[bytes] = (),
 ) -> ssl.SSLContext:
     """A TLS server context serving ``pki``'s certificate, from ``config.min_tls_version`` up.
 
-    When ``client_ca`` or ``device_certificates`` (DER or PEM) are given, clients are asked
-    for a certificate but need not send one (``CERT_OPTIONAL``); one they send must chain to
-    those. With neither, no certificate is asked for, and X.509 devices are refused later with
-    ``NO_CREDENTIALS``.
+    When CA files (``client_ca``), CA certificates (``ca_certificates``, DER or PEM) or
+    ``device_certificates`` (DER or PEM) are given, clients are asked for a certificate but
+    need not send one (``CERT_OPTIONAL``); one they send must chain to those. With none, no
+    certificate is asked for, and X.509 devices are refused later with ``NO_CREDENTIALS``.
 
     Raises:
-        HubConfigError: the certificate, key or a CA file cannot be loaded.
+        HubConfigError: the certificate, key or a CA file or certificate cannot be loaded.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = _TLS_VERSIONS[config.min_tls_version]
@@ -79,8 +87,11 @@ def server_ssl_context(
             context.load_verify_locations(cafile=path)
         except (ssl.SSLError, OSError) as error:
             raise HubConfigError(f"cannot load client CA file {path}: {_why(error)}") from None
+    cas = _pem_bundle(ca_certificates, "CA certificate")
+    if cas:
+        _trust(context, cas, "CA certificates")
     devices = list(device_certificates)
-    if client_ca or devices:
+    if client_ca or cas or devices:
         context.verify_mode = ssl.CERT_OPTIONAL
         trust_device_certificates(context, devices)
     return context
@@ -95,22 +106,99 @@ def trust_device_certificates(context: ssl.SSLContext, certificates: Iterable[by
     Raises:
         HubConfigError: a certificate does not parse.
     """
+    pem = _pem_bundle(certificates, "device certificate")
+    if pem:
+        _trust(context, pem, "device certificates")
+        context.verify_mode = ssl.CERT_OPTIONAL
+
+
+def _trust(context: ssl.SSLContext, pem: str, what: str) -> None:
+    try:
+        context.load_verify_locations(cadata=pem)
+    except ssl.SSLError as error:
+        raise HubConfigError(f"OpenSSL cannot load the {what}: {_why(error)}") from None
+
+
+class ServerTls:
+    """The context both listeners serve, whose trusted CAs can be replaced while it serves.
+
+    ``context`` is the one given to the listeners. :meth:`trust` builds a context trusting a
+    new set of CAs (the hub's own ``client_ca`` files and the self-signed device certificates
+    stay), and from then on every new connection is moved onto it during its ClientHello. The
+    served context keeps deciding what OpenSSL copies when a connection starts (the minimum
+    TLS version, whether a client certificate is asked for), so :meth:`trust` and
+    :meth:`configure` keep it in step.
+
+    Raises:
+        HubConfigError: as :func:`server_ssl_context`.
+    """
+
+    def __init__(
+        self,
+        pki: HubPki,
+        config: HubConfiguration,
+        *,
+        client_ca: Sequence[Path] = (),
+        ca_certificates: Iterable[bytes] = (),
+        device_certificates: Iterable[bytes] = (),
+    ) -> None:
+        self._pki = pki
+        self._config = config
+        self._client_ca = tuple(client_ca)
+        self._devices = tuple(device_certificates)
+        self.context = self._build(ca_certificates)
+        self._active = self.context
+        self.context.sni_callback = self._select
+
+    def trust(self, ca_certificates: Iterable[bytes]) -> None:
+        """Trust exactly ``ca_certificates`` (DER or PEM), besides the fixed ones, from now on.
+
+        Raises:
+            HubConfigError: a certificate does not load; nothing changes then.
+        """
+        context = self._build(ca_certificates)
+        self.context.verify_mode = context.verify_mode
+        self._active = context
+
+    def configure(self, config: HubConfiguration) -> None:
+        """Apply a new hub configuration (its minimum TLS version) to new connections."""
+        self._config = config
+        version = _TLS_VERSIONS[config.min_tls_version]
+        self.context.minimum_version = version
+        self._active.minimum_version = version
+
+    def _build(self, ca_certificates: Iterable[bytes]) -> ssl.SSLContext:
+        return server_ssl_context(
+            self._pki,
+            self._config,
+            client_ca=self._client_ca,
+            ca_certificates=ca_certificates,
+            device_certificates=self._devices,
+        )
+
+    def _select(
+        self, connection: ssl.SSLObject, server_name: str | None, served: ssl.SSLContext
+    ) -> None:
+        # Called by OpenSSL while it reads a ClientHello, before the client's certificate.
+        active = self._active
+        if active is not served:
+            connection.context = active
+
+
+def _pem_bundle(certificates: Iterable[bytes], what: str) -> str:
+    """The certificates (each DER or PEM) as one PEM string; ``HubConfigError`` names a bad one."""
     pem = []
     for i, data in enumerate(certificates):
         try:
-            cert = (
-                x509.load_pem_x509_certificate(data)
+            certs = (
+                x509.load_pem_x509_certificates(data)
                 if data.lstrip().startswith(b"-----BEGIN")
-                else x509.load_der_x509_certificate(data)
+                else [x509.load_der_x509_certificate(data)]
             )
         except ValueError:
-            raise HubConfigError(
-                f"device certificate {i} is not a PEM or DER certificate"
-            ) from None
-        pem.append(cert.public_bytes(serialization.Encoding.PEM).decode("ascii"))
-    if pem:
-        context.load_verify_locations(cadata="".join(pem))
-        context.verify_mode = ssl.CERT_OPTIONAL
+            raise HubConfigError(f"{what} {i} is not a PEM or DER certificate") from None
+        pem += [cert.public_bytes(serialization.Encoding.PEM).decode("ascii") for cert in certs]
+    return "".join(pem)
 
 
 @dataclass(frozen=True, slots=True)

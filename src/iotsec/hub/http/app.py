@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from iotsec import __version__
+from iotsec.hub.http.certificates_api import certificate_routes
 from iotsec.hub.http.context import HubContext
 from iotsec.hub.http.customalerts_api import custom_alert_routes
 from iotsec.hub.http.device_api import device_routes
@@ -69,6 +70,7 @@ def build_app(hub: HubContext, extra_routes: Sequence[BaseRoute] = ()) -> Starle
         *registry_routes(hub),
         *service_routes(hub),
         *custom_alert_routes(hub),
+        *certificate_routes(hub),
         Route("/healthz", healthz, methods=["GET"], name="healthz"),
         Route("/openapi.json", openapi, methods=["GET"], name="openapi"),
         *extra_routes,

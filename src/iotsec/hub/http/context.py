@@ -9,6 +9,7 @@ from typing import Any
 
 from iotsec.hub.auth import Authenticator
 from iotsec.hub.c2d import C2dQueue
+from iotsec.hub.certificates import CaCertificateStore
 from iotsec.hub.customalerts import CustomAlertValidator, check_shape
 from iotsec.hub.deadletters import DeadLetterStore
 from iotsec.hub.hubconfig import HubConfiguration
@@ -38,7 +39,8 @@ class HubContext:
     ``notify_c2d`` and ``notify_desired`` let the MQTT endpoint push to connected devices;
     ``notify_configuration`` lets the owner of the rate limiter apply a new configuration;
     ``is_connected`` feeds ``connectionState`` in the registry answers;
-    ``validate_custom_alerts`` checks custom alerts before they are stored.
+    ``validate_custom_alerts`` checks custom alerts before they are stored; ``certificates``
+    holds the trusted CA certificates (its owner applies a change to the TLS listeners).
     """
 
     registry: RegistryStore
@@ -51,6 +53,7 @@ class HubContext:
     hub_host: str
     notify_c2d: Callable[[str], None]
     notify_desired: DesiredNotifier
+    certificates: CaCertificateStore
     clock: Callable[[], float] = time.time
     is_connected: Callable[[str, str | None], bool] = _nobody_connected
     notify_configuration: Callable[[HubConfiguration], None] = _ignore_configuration

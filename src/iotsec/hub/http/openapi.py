@@ -300,6 +300,14 @@ def _service_paths() -> dict[str, Any]:
             )
         },
         "/securityGroups/{group}/customAlerts": _custom_alert_paths(),
+        "/certificates": {
+            "get": _service(
+                "listCertificates",
+                "The CA certificates the hub trusts for CA-signed devices.",
+                {"200": json_content(ref("CertificateList"), "Certificates, by name.")},
+            )
+        },
+        "/certificates/{name}": _certificate_paths(),
         "/deadletters": {
             "get": _service(
                 "getDeadLetters",
@@ -358,6 +366,31 @@ def _custom_alert_paths() -> dict[str, Any]:
                 "204": {"description": "The group had no custom alerts."},
             },
             params=group,
+        ),
+    }
+
+
+def _certificate_paths() -> dict[str, Any]:
+    name = [_param("certificateName")]
+    one = json_content(ref("Certificate"), "The certificate; ETag header carries its etag.")
+    missing = {"404": {"$ref": "#/components/responses/NotFound"}}
+    stale = {"412": {"$ref": "#/components/responses/PreconditionFailed"}}
+    return {
+        "get": _service(
+            "getCertificate", "One trusted CA certificate.", {"200": one, **missing}, params=name
+        ),
+        "put": _service(
+            "createOrUpdateCertificate",
+            "Add (201) or replace (200) a CA certificate; trusted for new connections at once.",
+            {"200": one, "201": one, **stale, "413": {"$ref": "#/components/responses/TooLarge"}},
+            params=[*name, _param("ifMatch"), _param("ifNoneMatch")],
+            body=_body(ref("CertificateBody"), "The CA certificate, PEM or base64 DER."),
+        ),
+        "delete": _service(
+            "deleteCertificate",
+            "Remove a CA certificate; If-Match etag or * (absent means *).",
+            {"204": _NO_CONTENT, **missing, **stale},
+            params=[*name, _param("ifMatch")],
         ),
     }
 

@@ -185,6 +185,50 @@ SCHEMAS: dict[str, Any] = {
             "bodyEncoding": {"enum": ["utf-8", "base64"]},
         },
     },
+    "Certificate": {
+        "type": "object",
+        "description": "IoT Hub's CertificateDescription.",
+        "properties": {
+            "id": _STR,
+            "name": _STR,
+            "type": _STR,
+            "etag": _STR,
+            "properties": {
+                "type": "object",
+                "properties": {
+                    "subject": {**_STR, "description": "RFC 4514, e.g. CN=Fleet CA,O=Example."},
+                    "expiry": {**_STR, "description": "RFC 1123 date."},
+                    "thumbprint": {**_STR, "description": "SHA-1, upper-case hex."},
+                    "isVerified": {"type": "boolean"},
+                    "created": {**_STR, "description": "RFC 1123 date."},
+                    "updated": {**_STR, "description": "RFC 1123 date."},
+                    "certificate": {**_STR, "description": "PEM."},
+                },
+            },
+        },
+    },
+    "CertificateList": {
+        "type": "object",
+        "properties": {"value": {"type": "array", "items": ref("Certificate")}},
+    },
+    "CertificateBody": {
+        "type": "object",
+        "required": ["properties"],
+        "properties": {
+            "properties": {
+                "type": "object",
+                "required": ["certificate"],
+                "properties": {
+                    "certificate": {
+                        **_STR,
+                        "description": "One CA certificate (basicConstraints CA=true): PEM, "
+                        "or the base64 of its DER form; at most 16,384 characters.",
+                    },
+                    "isVerified": {"type": "boolean", "description": "true or left out."},
+                },
+            },
+        },
+    },
     "DeviceStatistics": {
         "type": "object",
         "properties": {
@@ -212,6 +256,19 @@ PARAMETERS = {
         "description": "The lock token from the ETag of the received message.",
     },
     "ifMatch": {"name": "If-Match", "in": "header", "required": False, "schema": _STR},
+    "ifNoneMatch": {
+        "name": "If-None-Match",
+        "in": "header",
+        "required": False,
+        "schema": _STR,
+        "description": "* to create only (412 when the name is taken).",
+    },
+    "certificateName": {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"},
+    },
     "group": {
         "name": "group",
         "in": "path",
@@ -225,7 +282,7 @@ RESPONSES = {
     "BadRequest": _error("Bad input; the message says which field."),
     "Unauthorized": _error("Bad, expired or missing credentials; the reason class is given."),
     "Forbidden": _error("IP filtered, wrong identity, or a policy without the permission."),
-    "NotFound": _error("No such device or module."),
+    "NotFound": _error("No such device, module or certificate."),
     "Conflict": _error("The id is taken."),
     "PreconditionFailed": _error("The If-Match etag or the lock token does not match."),
     "TooLarge": _error("The body is over the size limit."),

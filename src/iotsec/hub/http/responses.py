@@ -2,7 +2,7 @@
 
 Every error is ``{"Message": "ErrorCode:<code>;<text>", "ExceptionMessage": "Tracking ID:..."}``
 as IoT Hub writes it; refused security messages and custom alerts add ``issues`` (JSON path
-and reason of each).
+and reason of each), a refused certificate ``field`` and ``reason``.
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ from iotsec.hub.customalerts import CustomAlertsInvalid
 from iotsec.hub.errors import (
     AuthFailure,
     AuthFailureReason,
+    CertificateNotFound,
     HubConfigError,
     HubError,
     IdentityExists,
     IdentityNotFound,
+    InvalidCertificate,
     InvalidIdentity,
     InvalidTwinPatch,
     PreconditionFailed,
@@ -142,6 +144,8 @@ _STATUS: tuple[tuple[type[HubError], int, str], ...] = (
     (PayloadTooLarge, 413, "MessageTooLarge"),
     (RateLimited, 429, "ThrottlingException"),
     (C2dQueueFull, 403, "DeviceMaximumQueueDepthExceeded"),
+    (CertificateNotFound, 404, "CertificateNotFound"),
+    (InvalidCertificate, 400, "ArgumentInvalid"),
     (InvalidIdentity, 400, "ArgumentInvalid"),
     (InvalidTwinPatch, 400, "ArgumentInvalid"),
     (HubConfigError, 400, "ArgumentInvalid"),
@@ -184,6 +188,8 @@ def hub_error_response(exc: HubError) -> JsonResponse:
         extra = {"issues": [{"path": i.path, "reason": i.reason} for i in exc.issues]}
     if isinstance(exc, CustomAlertsInvalid):
         extra = {"issues": [{"path": path, "reason": reason} for path, reason in exc.issues]}
+    if isinstance(exc, InvalidCertificate):
+        extra = {"field": exc.field, "reason": exc.reason}
     return error_response(status, code, text, headers=headers, extra=extra)
 
 
