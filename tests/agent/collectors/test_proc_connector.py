@@ -291,15 +291,16 @@ def test_gaps_in_per_cpu_sequence_numbers_count_as_lost() -> None:
 # The real kernel.
 
 
-def _open_or_skip() -> ProcConnector:
+def _open_or_skip(*, kernel_filter: bool = True) -> ProcConnector:
     try:
-        return ProcConnector.open()
+        return ProcConnector.open(kernel_filter=kernel_filter)
     except HostReadError as exc:
         pytest.skip(f"the proc connector is unavailable here: {exc}")
 
 
 def test_live_connector_reports_a_childs_fork_exec_and_exit() -> None:
-    connector = _open_or_skip()
+    connector = _open_or_skip(kernel_filter=False)
+    assert not connector.filtered
     listener, got, _ = _collecting_listener(connector)
     listener.start()
     try:
@@ -318,6 +319,58 @@ def test_live_connector_reports_a_childs_fork_exec_and_exit() -> None:
     assert any(isinstance(e, ForkEvent) and e.child_tgid == pid for e in got)
     assert exits[-1].parent_tgid == os.getpid()
     assert connector.lost == 0
+
+
+def test_live_kernel_filter_passes_execs_and_process_exits_only() -> None:
+    connector = _open_or_skip()
+    if not connector.filtered:
+        connector.close()
+        pytest.skip("this kernel takes no socket filter")
+    listener, got, _ = _collecting_listener(connector)
+    listener.start()
+    try:
+        # A thread started and ended, a fork that never execs, and a child that execs.
+        worker = threading.Thread(target=time.sleep, args=(0.01,))
+        worker.start()
+        worker.join()
+        forked = os.fork()
+        if forked == 0:
+            os._exit(3)
+        os.waitpid(forked, 0)
+        child = subprocess.run(["/bin/false"], check=False)
+        assert child.returncode == 1
+
+        def seen_exit() -> bool:
+            return any(isinstance(e, ExitEvent) and e.status == 1 for e in list(got))
+
+        _wait_for(seen_exit)
+    finally:
+        listener.stop()
+    pid = next(e.tgid for e in got if isinstance(e, ExitEvent) and e.status == 1)
+    assert any(isinstance(e, ExecEvent) and e.tgid == pid for e in got)
+    assert not [e for e in got if isinstance(e, ForkEvent | OtherEvent)]
+    assert all(e.pid == e.tgid for e in got if isinstance(e, ExitEvent))
+    # The fork that never exec'd is a process: its exit passes (the tracker drops it, having
+    # never seen it start), but no exec of it does.
+    assert [e.status for e in got if isinstance(e, ExitEvent) and e.tgid == forked] == [3]
+    assert not [e for e in got if isinstance(e, ExecEvent) and e.tgid == forked]
+    assert connector.lost == 0  # the filtered events' gaps are not losses
+
+
+def test_behind_the_filter_only_gaps_across_an_overrun_count_as_lost() -> None:
+    fake = FakeProcConnector(filtered=True)
+    try:
+        fake.push(ExecEvent(pid=1, tgid=1, cpu=0, seq=10), ExecEvent(pid=2, tgid=2, cpu=1, seq=5))
+        fake.push(ExecEvent(pid=3, tgid=3, cpu=0, seq=14))  # 11-13 were forks, filtered
+        fake.receive()
+        assert fake.lost == 0
+        fake.overrun()
+        fake.push(ExecEvent(pid=4, tgid=4, cpu=0, seq=20), ExecEvent(pid=5, tgid=5, cpu=1, seq=8))
+        fake.push(ExecEvent(pid=6, tgid=6, cpu=0, seq=25))  # after the overrun's gap: filtered
+        fake.receive()
+        assert (fake.overruns, fake.lost) == (1, 5 + 2)  # at most 5 on cpu 0 and 2 on cpu 1
+    finally:
+        fake.close()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="unshare needs root")

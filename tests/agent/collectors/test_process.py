@@ -203,6 +203,44 @@ def test_descendants_of_excluded_pids_are_dropped_without_reading_proc() -> None
     assert tracker.is_excluded(800)  # a root stays excluded
 
 
+def test_without_forks_parents_are_learned_at_exec_and_unseen_exits_are_not_reported() -> None:
+    # Behind the connector's kernel filter: no ForkEvent ever arrives.
+    live = {
+        801: _snap(801, 800, "/usr/sbin/nft", ("nft", "list", "ruleset"), uid=0),
+        802: _snap(802, 801, "/usr/bin/cat", ("cat",), uid=0),
+        900: _snap(900, 500, "/usr/bin/id", ("id",)),
+    }
+    tracker = ProcessTracker(
+        live.get, clock=lambda: T0, exclude_descendants_of=[800], forks_reported=False
+    )
+    tracker.seed([_snap(800, 1, "/usr/bin/python3"), _snap(500, 1, "/usr/bin/bash")])
+    for pid in (801, 802):  # the agent's command and its child: excluded by their parents
+        assert tracker.handle(ExecEvent(pid=pid, tgid=pid)) is None
+        assert tracker.is_excluded(pid)
+    start = tracker.handle(ExecEvent(pid=900, tgid=900))
+    assert isinstance(start, ProcessStart) and start.ppid == 500
+    end = tracker.handle(ExitEvent(pid=900, tgid=900, exit_code=0, exit_signal=17))
+    assert isinstance(end, ProcessExit) and end.executable == "/usr/bin/id"
+    # bash forked a subshell that never exec'd: its exit is not a process ending.
+    assert tracker.handle(ExitEvent(pid=901, tgid=901, exit_code=0, exit_signal=17)) is None
+    seeded = tracker.handle(ExitEvent(pid=500, tgid=500, exit_code=0, exit_signal=17))
+    assert isinstance(seeded, ProcessExit) and seeded.executable == "/usr/bin/bash"
+
+
+def test_without_forks_a_process_reaped_before_its_read_waits_for_its_exit_for_a_parent() -> None:
+    tracker = ProcessTracker(lambda pid: None, clock=lambda: T0, forks_reported=False)
+    tracker.seed([_snap(500, 1, "/usr/bin/bash", uid=1000)])
+    assert tracker.activities(ExecEvent(pid=950, tgid=950)) == []  # gone: nothing to read
+    start, end = tracker.activities(
+        ExitEvent(pid=950, tgid=950, exit_code=0, exit_signal=17, parent_pid=500, parent_tgid=500)
+    )
+    assert isinstance(start, ProcessStart) and (start.ppid, start.at) == (500, T0)
+    assert start.details["Partial"] == "true"
+    assert start.details["ParentExecutable"] == "/usr/bin/bash"
+    assert (start.uid, start.details["UserIdFrom"]) == (1000, "parent")
+    assert isinstance(end, ProcessExit) and end.pid == 950
+
+
 def test_seeding_excludes_processes_already_descending_from_a_root() -> None:
     tracker = ProcessTracker(lambda pid: None, clock=lambda: T0, exclude_descendants_of=[800])
     tracker.seed(

@@ -175,6 +175,12 @@ class ProcessTracker:
     It remembers each live process's executable (an exit no longer has one to read) and
     parent, and which processes descend from the excluded roots. One thread drives it; only
     :meth:`exclude` may be called from another.
+
+    ``forks_reported`` is False behind the connector's kernel filter, which drops forks: a
+    process's parent is then learned at its exec, and the exit of a process never seen (a
+    fork that did not exec) is not reported. A process already reaped when its exec is read
+    has left nothing in /proc, not even its parent: its start is held until its exit (already
+    queued, since a process exits before it is reaped) says who the parent was.
     """
 
     def __init__(
@@ -184,8 +190,11 @@ class ProcessTracker:
         clock: Clock = _utc_now,
         exclude_descendants_of: Iterable[int] = (),
         capacity: int = _KNOWN_CAPACITY,
+        forks_reported: bool = True,
     ) -> None:
         self._read = read
+        self.forks_reported = forks_reported
+        self._unread: OrderedDict[int, datetime] = OrderedDict()
         self._clock = clock
         self._capacity = capacity
         self._known: OrderedDict[int, _Known] = OrderedDict()
@@ -221,6 +230,22 @@ class ProcessTracker:
                     break
                 chain = parents[chain]
 
+    def activities(self, event: ProcEvent) -> list[ProcessStart | ProcessExit]:
+        """What ``event`` means: usually one start or exit or nothing, and with a held start
+        (see the class's text) the start and then the exit."""
+        if isinstance(event, ExitEvent) and event.pid == event.tgid and event.tgid in self._unread:
+            at = self._unread.pop(event.tgid)
+            parent = event.parent_tgid if event.parent_tgid is not None else 0
+            start = self._started(event.tgid, None, _Known(None, "", None, parent, False), at=at)
+            end = self.vanished(event.tgid, event.status, event.signal)
+            return [start] if end is None else [start, end]
+        activity = self.handle(event)
+        held: list[ProcessStart | ProcessExit] = []
+        while len(self._unread) > self._capacity:  # their exits were lost: no parent to wait for
+            pid, at = self._unread.popitem(last=False)
+            held.append(self._started(pid, None, None, at=at))
+        return held if activity is None else [*held, activity]
+
     def handle(self, event: ProcEvent) -> ProcessStart | ProcessExit | None:
         """The start or exit ``event`` means, if any (threads and forks alone mean none)."""
         if isinstance(event, ForkEvent):
@@ -252,6 +277,8 @@ class ProcessTracker:
             return None
         if known is not None and not known.reported:
             return None  # a fork that never exec'd, or a kernel thread
+        if known is None and not self.forks_reported:
+            return None  # a fork that never exec'd, unseen behind the kernel filter
         details = {"Signal": str(signal)} if signal is not None else {}
         if status is None:
             details["ExitStatus"] = "unknown"
@@ -282,10 +309,23 @@ class ProcessTracker:
     def _executed(self, pid: int) -> ProcessStart | None:
         if pid in self._excluded:
             return None
-        return self._started(pid, self._read(pid), self._known.get(pid))
+        snap = self._read(pid)
+        if snap is not None and snap.ppid in self._excluded:
+            self._excluded.add(pid)  # its fork was not seen (kernel filter): its parent says
+            return None
+        before = self._known.get(pid)
+        if snap is None and before is None and not self.forks_reported:
+            self._unread[pid] = self._clock()  # its exit will say who its parent was
+            return None
+        return self._started(pid, snap, before)
 
     def _started(
-        self, pid: int, snap: ProcessSnapshot | None, before: _Known | None
+        self,
+        pid: int,
+        snap: ProcessSnapshot | None,
+        before: _Known | None,
+        *,
+        at: datetime | None = None,
     ) -> ProcessStart:
         details: dict[str, str] = {}
         if snap is not None:
@@ -321,7 +361,7 @@ class ProcessTracker:
             executable=exe if exe is not None else comm,
             command_line=command_line,
             uid=uid,
-            at=self._clock(),
+            at=self._clock() if at is None else at,
             details=details,
         )
 
@@ -427,7 +467,8 @@ class ProcessEventSource:
 
     def _on_events(self, events: Sequence[ProcEvent]) -> None:
         for event in events:
-            self._emit(self.tracker.handle(event))
+            for activity in self.tracker.activities(event):
+                self._emit(activity)
 
     def _ensure_started(self) -> None:
         if self.closed:
@@ -449,6 +490,7 @@ class ProcessEventSource:
         except AgentError:
             connector.close()
             raise
+        self.tracker.forks_reported = not connector.filtered
         self._listener = ConnectorListener(connector, self._on_events)
         self._listener.start()
 
