@@ -176,3 +176,30 @@ async def test_bad_options_are_refused(tmp_path: Path, options: dict[str, int]) 
     with pytest.raises(InvalidRequest, match="at least 1"):
         await SqliteLog.open(tmp_path / "log.db", **options)
     assert not (tmp_path / "log.db").exists()
+
+
+class _StaleOnce(list[int]):
+    """End offsets whose first read of ``partition`` is 0: the moment before the update."""
+
+    def __init__(self, ends: list[int], partition: int) -> None:
+        super().__init__(ends)
+        self.partition: int | None = partition
+
+    def __getitem__(self, index: int) -> int:  # type: ignore[override]
+        if index == self.partition:
+            self.partition = None
+            return 0
+        return super().__getitem__(index)
+
+
+async def test_a_commit_of_entries_read_just_after_their_append_is_accepted(tmp_path: Path) -> None:
+    # Readers see an append's rows as soon as it commits, a moment before the writer thread
+    # moves its end offsets: a consumer that read and processed them in that moment commits
+    # past the end the caller sees. The writer checks the end instead, exactly.
+    async with await SqliteLog.open(tmp_path / "log.db", partitions=PARTITIONS) as log:
+        [(partition, _), *_] = await log.append([record("device-0", b"x")] * 3)
+        log._writer.committed = _StaleOnce(log._writer.committed, partition)
+        await log.commit("analytics", partition, 3)
+        assert await log.position("analytics", partition) == 3
+        with pytest.raises(InvalidRequest, match=r"not in 0\.\.3"):
+            await log.commit("analytics", partition, 4)

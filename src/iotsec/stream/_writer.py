@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from iotsec.stream import _sql
-from iotsec.stream.errors import LogError
+from iotsec.stream.errors import InvalidRequest, LogError
+from iotsec.stream.log import check_commit
 from iotsec.stream.record import Record, partition_for
 
 __all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_RECORDS", "Append", "Commit", "Writer", "take_batch"]
@@ -199,14 +200,22 @@ class Writer:
 
     def _transact(
         self, conn: sqlite3.Connection, batch: list[Append | Commit]
-    ) -> tuple[list[int], list[Acks | None]]:
+    ) -> tuple[list[int], list[Acks | InvalidRequest | None]]:
         """Write ``batch`` in one transaction; the new ends and each item's acks."""
         ends = list(self.committed)
         rows: list[_sql.Row] = []
         positions: list[tuple[str, int, int]] = []
-        acks: list[Acks | None] = []
+        acks: list[Acks | InvalidRequest | None] = []
         for item in batch:
             if isinstance(item, Commit):
+                # Checked here, not only by the caller: readers see an append's rows as soon
+                # as it commits, a moment before this thread moves ``committed``, so a quick
+                # consumer may commit past the end the caller saw. Here the end is exact.
+                try:
+                    check_commit(item.consumer, item.partition, item.offset, ends[item.partition])
+                except InvalidRequest as exc:
+                    acks.append(exc)
+                    continue
                 positions.append((item.consumer, item.partition, item.offset))
                 acks.append(None)
                 continue

@@ -161,7 +161,9 @@ class SqliteLog:
         """Durably record that ``consumer`` reads ``partition`` from ``offset`` next."""
         self._check_open()
         check_partition(partition, self.partitions)
-        check_commit(consumer, partition, offset, self._writer.committed[partition])
+        # The end is checked again, exactly, by the writer thread (see _writer._transact): an
+        # offset past the end seen here may be one an append has just made readable.
+        check_commit(consumer, partition, offset, max(offset, self._writer.committed[partition]))
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._writer.submit(Commit(consumer, partition, offset, future))
         await future
