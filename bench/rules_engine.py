@@ -1,6 +1,6 @@
 """Rule engine throughput: observations/s through 40 catalogue-like rules plus 100 custom rules.
 
-Run: python bench/rules_engine.py [--observations N] [--catalogue]
+Run: python bench/rules_engine.py [--observations N] [--catalogue] [--unique]
 
 The synthetic rule file has 40 rules shaped like the built-in catalogue (command-line regular
 expressions, executable lists, CIDR and port tests, brute-force thresholds and sequences, hub
@@ -8,7 +8,9 @@ operations) and 100 custom per-group rules of the ASC kinds (allow lists of proc
 CIDRs, deny lists, time-window counts with a max). 200,000 synthetic observations (processes,
 connections, logins, listening ports, hub operations over 1,000 devices in 10 groups) are built
 first, then pushed through ``RuleEngine.observe`` on one core. With ``--catalogue`` the real
-built-in catalogue is measured too, alone and with the 100 custom rules.
+built-in catalogue is measured too, alone and with the 100 custom rules. A fleet repeats its
+command lines, and the engine remembers its answers for values it has seen; ``--unique`` gives
+every command line a unique argument, so that nothing is answered from memory (the worst case).
 """
 
 from __future__ import annotations
@@ -168,8 +170,9 @@ ATTACKS = [
 ]
 
 
-def observations(count: int, seed: int = 7) -> list[Observation]:
-    """A synthetic fleet: benign traffic that custom allow lists accept, 1 in 500 suspicious."""
+def observations(count: int, seed: int = 7, *, unique: bool = False) -> list[Observation]:
+    """A synthetic fleet: benign traffic that custom allow lists accept, 1 in 500 suspicious;
+    ``unique``: every command line different."""
     rng = random.Random(seed)
     devices = [
         DeviceContext(f"dev-{n:04d}", group=f"group-{n % 10}", tags={"site": f"s{n % 7}"})
@@ -185,6 +188,8 @@ def observations(count: int, seed: int = 7) -> list[Observation]:
         roll = rng.random()
         if roll < 0.35:
             cmd = rng.choice(ATTACKS) if odd else rng.choice(BENIGN)
+            if unique:
+                cmd += f" --run {n}"
             name = "ProcessCreate"
             fields: dict[str, object] = {
                 "Executable": cmd.split()[0],
@@ -275,6 +280,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--observations", type=int, default=200_000)
     parser.add_argument("--catalogue", action="store_true", help="also measure the real catalogue")
+    parser.add_argument("--unique", action="store_true", help="every command line unique")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
@@ -282,7 +288,7 @@ def main() -> None:
     synthetic = load_rules_text(rule_text(), source="bench.yaml")
     load_ms = (time.perf_counter() - started) * 1000
     custom = RuleSet(tuple(r for r in synthetic if r.id.startswith("Custom_")))
-    seen = observations(args.observations)
+    seen = observations(args.observations, unique=args.unique)
     print(f"loaded {len(synthetic)} rules in {load_ms:.0f} ms; {len(seen):,} observations")
     print(
         f"{'rules':<36} {'count':>5} {'obs/s (cpu)':>12} {'us/obs':>7} {'obs/s (wall)':>12} "

@@ -336,7 +336,9 @@ class CustomAlertDetector:
             self._last_seen[(device.device_id, group_key)] = (time, observation)
         for rule in rules.minimums if windowed else ():  # watched for too little activity
             key = (device.device_id, group_key, rule.rule_type)
-            if key not in self._windows or self._windows[key].rule != rule:
+            window = self._windows.get(key)
+            # Rules compare field by field; the same rule object is the common case.
+            if window is None or (window.rule is not rule and window.rule != rule):
                 start = _floor(time, rule.time_window_size)
                 self._windows[key] = _Window(rule, device, rules.name, start)
         activity = _window_activity(observation) if windowed else None
@@ -394,7 +396,7 @@ class CustomAlertDetector:
         start = _floor(obs.time, rule.time_window_size)
         window = self._windows.get(key)
         out: list[Detection] = []
-        if window is None or window.rule != rule:
+        if window is None or (window.rule is not rule and window.rule != rule):
             window = self._windows[key] = _Window(rule, obs.device, group, start)
         elif start > window.start:
             out += self._close(window, start)

@@ -32,7 +32,6 @@ from iotsec.schema import (
     MessageInvalid,
     MessageTooLarge,
     SecurityMessage,
-    aggregation_of,
     decode_message,
 )
 from iotsec.stream import Entry
@@ -160,12 +159,14 @@ class Enricher:
         # The hottest loop of analytics: per event what its rows share, positional arguments,
         # and the rows turned into dicts in one call.
         for event in message.events:
-            aggregation = aggregation_of(event)
-            hits = aggregation.hit_count if aggregation else 1
             name, event_id = event.name, event.id
             time = event.timestamp_utc.astimezone(UTC)
             category, event_type = event.category, event.event_type
             rows = event.payload
+            # The hit count of an aggregated event (``aggregation_of``), read without its
+            # window's times, which analytics does not use.
+            count = rows[0].extra_details.get("HitCount") if rows else None
+            hits = 1 if count is None else int(count)
             if not rows:
                 append(
                     Observation(

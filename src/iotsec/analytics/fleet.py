@@ -99,20 +99,21 @@ class DeviceSilentDetector:
 
     def observe(self, observation: Observation) -> Sequence[Detection]:
         """Note that the device spoke (a newer observation re-arms its silence alert)."""
-        if not _is_telemetry(observation):
-            return []
         device_id = observation.device.device_id
+        if observation.source != "agent" or device_id == "$hub":  # not telemetry
+            return []
         seen = self._seen.get(device_id)
         if seen is None:
             seen = self._seen[device_id] = _Seen(ContextRecord.of(observation.device))
-        if seen.last_seen is None or observation.time > seen.last_seen:
-            seen.context = ContextRecord.of(observation.device)
-            seen.last_seen = observation.time
-            seen.last_evidence = observation.evidence_id
-            seen.alerted = False
-            due = self._due(seen.last_seen)
-            if due is not None and (self._next_due is None or due < self._next_due):
-                self._next_due = due
+        elif seen.last_seen is not None and observation.time <= seen.last_seen:
+            return []  # the common case: another row of the event already noted
+        seen.context = ContextRecord.of(observation.device)
+        seen.last_seen = observation.time
+        seen.last_evidence = observation.evidence_id
+        seen.alerted = False
+        due = self._due(seen.last_seen)
+        if due is not None and (self._next_due is None or due < self._next_due):
+            self._next_due = due
         return []
 
     def tick(self, now: datetime) -> Sequence[Detection]:
@@ -196,10 +197,8 @@ class DeviceOnboardedDetector:
 
     def observe(self, observation: Observation) -> Sequence[Detection]:
         """An alert if ``observation`` is the device's first security telemetry."""
-        if not _is_telemetry(observation):
-            return []
         device_id = observation.device.device_id
-        if device_id in self._onboarded:
+        if device_id in self._onboarded or not _is_telemetry(observation):
             return []
         self._onboarded.add(device_id)
         return [

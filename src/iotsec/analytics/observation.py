@@ -26,11 +26,14 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, ClassVar, Literal
+
+import msgspec
 
 __all__ = ["DeviceContext", "Observation", "Source"]
 
@@ -52,9 +55,16 @@ class DeviceContext:
     known: bool = True
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """One thing seen, with its device context; the input of every detector."""
+class Observation(msgspec.Struct, frozen=True, gc=False):
+    """One thing seen, with its device context; the input of every detector.
+
+    A frozen ``msgspec.Struct``: the pipeline makes one per payload row, and a struct is built
+    in a tenth of a frozen dataclass's time. It stays out of the garbage collector's passes
+    (``gc=False``: nothing it holds leads back to it). It still answers ``dataclasses.fields``
+    and ``dataclasses.replace``, as when it was a dataclass.
+    """
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     source: Source
     #: The event Name (``ProcessCreate``, ``Login``, ...) or the hub operation (``authenticate``).
@@ -101,3 +111,16 @@ class Observation:
     def evidence_id(self) -> str:
         """The id an alert cites for this observation: ``<event id>:<row index>``."""
         return f"{self.event_id}:{self.row_index}"
+
+
+def _dataclass_fields(cls: type[msgspec.Struct]) -> dict[str, dataclasses.Field[Any]]:
+    """The ``dataclasses`` description of a struct's fields (what ``replace`` reads)."""
+    spec: list[tuple[str, Any] | tuple[str, Any, Any]] = [
+        (f.name, f.type) if f.required else (f.name, f.type, dataclasses.field(default=f.default))
+        for f in msgspec.structs.fields(cls)
+    ]
+    made = dataclasses.make_dataclass(cls.__name__, spec, frozen=True)
+    return dict(vars(made)["__dataclass_fields__"])
+
+
+Observation.__dataclass_fields__ = _dataclass_fields(Observation)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -166,3 +167,16 @@ def test_windows_of_all_devices_close_together() -> None:
 def test_bad_configuration_is_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         RateConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_the_rows_of_one_event_count_in_one_window_until_it_closes() -> None:
+    # Rows share their event's time and device context: the book keeps the last window for
+    # them; a window that closed in between makes the next row late, not counted.
+    book = windows_module.WindowBook(width=HOUR, grace=timedelta(0))
+    first = process("/bin/sh", timedelta(minutes=10))
+    rows = [replace(first, row_index=n, event_id="e1") for n in range(3)]
+    assert [book.add(row) for row in rows[:2]] == [True, True]
+    [closed] = book.close(T0 + HOUR)
+    assert closed.tally.value("processes") == 2 and closed.tally.value("events") == 1
+    assert book.add(rows[2]) is False
+    assert book.late("dev-7") == 1

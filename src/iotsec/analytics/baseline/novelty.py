@@ -162,6 +162,10 @@ def _port(port: object, protocol: object) -> str | None:
     return f"{text}/{proto.lower().removesuffix('6')}" if proto else text
 
 
+#: The events ``features_of`` finds features in.
+_FEATURE_EVENTS = frozenset({"ProcessCreate", "ConnectionCreate", "ListeningPorts", "Login"})
+
+
 def features_of(
     observation: Observation, login_results: Sequence[str] = ("Success",)
 ) -> list[tuple[Feature, str]]:
@@ -235,16 +239,15 @@ class NoveltyDetector:
         if observation.source != "agent":
             return []
         device, learning = self._device(observation)
-        pairs = [
-            (f, v)
-            for f, v in features_of(observation, self.config.login_results)
-            if f in self.config.features
-        ]
+        if observation.name not in _FEATURE_EVENTS:
+            return []  # most observations (snapshots) hold no feature: only counted
+        features = self.config.features
         found: list[Detection] = []
-        for feature, value in pairs:
-            detection = self._see(device, feature, value, observation, learning=learning)
-            if detection is not None:
-                found.append(detection)
+        for feature, value in features_of(observation, self.config.login_results):
+            if feature in features:
+                detection = self._see(device, feature, value, observation, learning=learning)
+                if detection is not None:
+                    found.append(detection)
         return found
 
     def tick(self, now: datetime) -> Sequence[Detection]:

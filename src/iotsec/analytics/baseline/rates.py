@@ -176,10 +176,12 @@ class RateDetector:
 
     def observe(self, observation: Observation) -> Sequence[Detection]:
         """Count ``observation`` in its window; windows are judged in ``tick``."""
-        device = self._devices.get(observation.device.device_id)
+        device_id, time = observation.device.device_id, observation.time
+        device = self._devices.get(device_id)
         if device is None:
-            device = self._devices[observation.device.device_id] = _Device(observation.time)
-        device.first_time = min(device.first_time, observation.time)
+            device = self._devices[device_id] = _Device(time)
+        elif time < device.first_time:
+            device.first_time = time
         device.observations += 1
         self._book.add(observation)
         return []

@@ -119,19 +119,21 @@ def _number(value: object) -> int:
 def tally_observation(tally: Tally, observation: Observation) -> None:
     """Count ``observation`` into ``tally``."""
     tally.observations += 1
+    # The evidence id is made at most once, and only when something keeps it.
+    evidence: str | Observation = observation
     any_cited = tally.evidence.get("any")
     if any_cited is None:
-        tally.evidence["any"] = [observation.evidence_id]
+        tally.evidence["any"] = [evidence := observation.evidence_id]
     elif len(any_cited) < _EVIDENCE_CAP:
-        any_cited.append(observation.evidence_id)
+        any_cited.append(evidence := observation.evidence_id)
     if observation.source == "hub":
-        _tally_hub(tally, observation)
+        _tally_hub(tally, observation, evidence)
     else:
-        _tally_agent(tally, observation)
+        _tally_agent(tally, observation, evidence)
 
 
-def _tally_hub(tally: Tally, observation: Observation) -> None:
-    get, evidence = observation.get, observation
+def _tally_hub(tally: Tally, observation: Observation, evidence: str | Observation) -> None:
+    get = observation.get
     if observation.name == "d2c":  # the hub's tally of accepted messages: count and bytes
         tally._count("d2c_messages", _number(get("Properties.count")), evidence)
         tally._count("d2c_bytes", _number(get("Properties.bytes")), evidence)
@@ -139,12 +141,19 @@ def _tally_hub(tally: Tally, observation: Observation) -> None:
         tally._count("hub_failures", 1, evidence)
 
 
-def _tally_agent(tally: Tally, observation: Observation) -> None:
-    hits = min(max(observation.hit_count, 1), _BIG)
-    get, evidence = observation.fields.get, observation
-    if observation.row_index == 0:
-        tally._count("events", hits, evidence)
+#: Agent events whose every row counts (the rows of other events count once, as an event).
+_PER_ROW = frozenset({"ProcessCreate", "ConnectionCreate", "Login", "Diagnostic"})
+
+
+def _tally_agent(tally: Tally, observation: Observation, evidence: str | Observation) -> None:
     name = observation.name
+    first = observation.row_index == 0
+    if not first and name not in _PER_ROW:
+        return  # a later row of a snapshot: counted with its first row
+    hits = min(max(observation.hit_count, 1), _BIG)
+    get = observation.fields.get
+    if first:
+        tally._count("events", hits, evidence)
     if name == "ProcessCreate":
         tally._count("processes", hits, evidence)
         tally._distinct("executables", get("Executable"))
@@ -201,8 +210,9 @@ class WindowBook:
         self._open: dict[int, set[str]] = {}
         #: The last window index closed: anything at or before it is late.
         self._watermark: int | None = None
-        # The rows of one event share its time: the last time's index is kept.
-        self._last: tuple[datetime | None, int] = (None, 0)
+        # The rows of one event share its time and device context: the last observation's
+        # (time, context, tally) is kept, and forgotten when windows close or state loads.
+        self._last: tuple[datetime | None, DeviceContext | None, Tally] = (None, None, Tally())
 
     def index(self, time: datetime) -> int:
         """The index of the window ``time`` falls in."""
@@ -214,19 +224,18 @@ class WindowBook:
 
     def add(self, observation: Observation) -> bool:
         """Count ``observation`` in its device's window; False when that window has closed."""
-        time = observation.time
+        time, context = observation.time, observation.device
         last = self._last
-        if last[0] is time:
-            index = last[1]
-        else:
-            index = self.index(time)
-            self._last = (time, index)
-        device_id = observation.device.device_id
+        if last[0] is time and last[1] is context:
+            tally_observation(last[2], observation)
+            return True
+        index = self.index(time)
+        device_id = context.device_id
         book = self._books.get(device_id)
         if book is None:
-            book = self._books[device_id] = _Book(context=ContextRecord.of(observation.device))
-        elif book.context.group != observation.device.group:
-            book.context = ContextRecord.of(observation.device)
+            book = self._books[device_id] = _Book(context=ContextRecord.of(context))
+        elif book.context.group != context.group:
+            book.context = ContextRecord.of(context)
         if self._watermark is not None and index <= self._watermark:
             book.late += 1
             return False
@@ -234,12 +243,14 @@ class WindowBook:
         if tally is None:
             tally = book.open[index] = Tally()
             self._open.setdefault(index, set()).add(device_id)
+        self._last = (time, context, tally)
         tally_observation(tally, observation)
         return True
 
     def close(self, now: datetime) -> list[Closed]:
         """The windows that ended at least ``grace`` before ``now``, by index then device."""
         limit = math.floor((now.timestamp() - self.grace.total_seconds()) / self._width) - 1
+        self._last = (None, None, self._last[2])
         due = sorted(index for index in self._open if index <= limit)
         closed: list[Closed] = []
         for index in due:
@@ -277,6 +288,7 @@ class WindowBook:
             elif key.startswith("book:"):
                 books[key.removeprefix("book:")] = msgspec.json.decode(data, type=_Book)
         self._books, self._watermark = books, mark.watermark
+        self._last = (None, None, self._last[2])
         self._open = {}
         for device_id, book in books.items():
             for index in book.open:

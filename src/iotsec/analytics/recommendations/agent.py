@@ -92,9 +92,11 @@ class AgentRecommendations:
                 ContextRecord.of(observation.device), observation.time
             )
             self._state.listed.pop(device_id, None)
-        agent.first_seen = min(agent.first_seen, observation.time)
-        self.errors.add(observation)
-        if observation.name == "MessageStatistics":
+        elif observation.time < agent.first_seen:
+            agent.first_seen = observation.time
+        if observation.name in self.errors.names:
+            self.errors.add(observation)
+        elif observation.name == "MessageStatistics":
             sent = _count(observation.fields.get("MessagesSent"))
             under = _count(observation.fields.get("MessagesUnder4KB"))
             if sent is not None and under is not None:

@@ -86,7 +86,8 @@ class DeviceRecommendations:
 
     def observe(self, observation: Observation) -> None:
         """Keep ``observation`` if it belongs to a device's latest snapshot."""
-        self.snapshots.add(observation)
+        if observation.name in self.snapshots.names:  # most observations are of other kinds
+            self.snapshots.add(observation)
 
     def evaluate(self, now: datetime) -> list[Finding]:
         """The device-side findings that hold, given the latest snapshots."""

@@ -67,8 +67,11 @@ def _plain(value: object) -> Any:  # noqa: PLR0911 - one return per type, fastes
         return value
     if kind is int:
         return value if value in _INT_RANGE else str(value)
-    if isinstance(value, dict):
-        return {k if type(k) is str else str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, dict):  # a row: its text, float, boolean and null values as they are
+        return {
+            (k if type(k) is str else str(k)): (v if type(v) in _SCALARS else _plain(v))
+            for k, v in value.items()
+        }
     if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
         return str(value)  # past what JSON numbers carry safely
     if value is None or isinstance(value, bool | int | float | str):

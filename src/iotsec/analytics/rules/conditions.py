@@ -49,7 +49,7 @@ from iotsec.analytics.rules.model import (
     Scalar,
     SourceIs,
 )
-from iotsec.analytics.rules.prefilter import needles
+from iotsec.analytics.rules.prefilter import factors
 
 __all__ = [
     "Getter",
@@ -73,6 +73,15 @@ MAX_INTEL_CANDIDATES = 16
 #: Regexes search at most this many characters of a value: a crafted, huge command line must
 #: not stall the stream (Python's ``re`` has no timeout). Agents cut command lines far shorter.
 MAX_REGEX_TEXT = 16_384
+#: Texts each regex test remembers its answer for. A fleet runs the same command lines over
+#: and over (cron jobs, health checks, the same few programs), so most observations are
+#: answered by one dictionary lookup; a full memory is emptied and refilled.
+MEMO_ENTRIES = 4_096
+#: Longer texts are not remembered (bounds the memory a flood of unique lines can pin).
+MEMO_TEXT = 1_024
+#: ``startswith``/``endswith`` with more targets than this index them by their leading or
+#: trailing characters: one dictionary lookup instead of a test per target.
+AFFIX_INDEX = 6
 # Rough costs for ordering the branches of all/any: cheap tests first, so the expensive ones
 # (regex, CIDR, intel) run only on observations the cheap ones let through.
 _COST = {
@@ -123,6 +132,9 @@ def _text(value: object) -> str | None:
 
 def _number(value: object) -> float | None:
     """A number, or text that reads as one; None otherwise (booleans are not numbers)."""
+    if type(value) is str and value.isascii() and value.isdigit():
+        number = float(value)  # the common case (ports, ids), without the regex
+        return number if math.isfinite(number) else None
     if isinstance(value, bool):
         return None
     try:
@@ -154,13 +166,14 @@ def compile_condition(  # noqa: PLR0911 - one return per node type
         inner = compile_condition(condition.item, intel)
         return lambda o: not inner(o)
     if isinstance(condition, AllOf):
-        return _all([compile_condition(c, intel) for c in _cheap_first(condition.items)])
+        items = _flat(condition.items, AllOf)
+        return _all([compile_condition(c, intel) for c in _cheap_first(items)])
     if isinstance(condition, AnyOf):
         # Regex tests on one field become one predicate: the field is read (and lowered for
         # the prefilters) once for all of them; they run last, being the costliest.
         by_field: dict[str, list[re.Pattern[str]]] = {}
         others: list[Condition] = []
-        for item in condition.items:
+        for item in _flat(condition.items, AnyOf):
             if isinstance(item, FieldTest) and item.pattern is not None:
                 by_field.setdefault(item.field, []).append(item.pattern)
             else:
@@ -169,6 +182,17 @@ def compile_condition(  # noqa: PLR0911 - one return per node type
         predicates.extend(_regexes(path, patterns) for path, patterns in by_field.items())
         return _any(predicates)
     raise TypeError(condition)  # pragma: no cover - the Condition union is closed
+
+
+def _flat(items: tuple[Condition, ...], kind: type[AllOf | AnyOf]) -> tuple[Condition, ...]:
+    """``items`` with nested combinators of the same kind spliced in (``all`` of ``all``)."""
+    flat: list[Condition] = []
+    for item in items:
+        if type(item) is kind:
+            flat.extend(_flat(item.items, kind))
+        else:
+            flat.append(item)
+    return tuple(flat)
 
 
 def _cost(condition: Condition) -> int:
@@ -260,21 +284,49 @@ def _field_test(  # noqa: PLR0911 - one return per operator
             return any(t in folded for t in targets)
 
         return contains
-    if op == "startswith":
+    if op in ("startswith", "endswith"):
+        affix = _affix(targets, suffix=op == "endswith")
 
-        def startswith(o: Observation) -> bool:
-            text = _text(get(o))
-            return text is not None and fold(text).startswith(targets)
+        def starts_or_ends(o: Observation) -> bool:
+            value = get(o)
+            text = value if type(value) is str else _text(value)
+            return text is not None and affix(fold(text))
 
-        return startswith
-    if op == "endswith":
-
-        def endswith(o: Observation) -> bool:
-            text = _text(get(o))
-            return text is not None and fold(text).endswith(targets)
-
-        return endswith
+        return starts_or_ends
     raise ValueError(f"unknown operator {op!r}")  # pragma: no cover - Operator is closed
+
+
+def _affix(targets: tuple[str, ...], *, suffix: bool) -> Callable[[str], bool]:
+    """A test that a text starts (or ends, ``suffix``) with one of ``targets``.
+
+    Many targets (``endswith: [/nmap, /hydra, ...]``) are indexed by their first (last) ``k``
+    characters, ``k`` the length of the shortest: the text's own first (last) ``k`` pick the
+    few targets it can have, and only those are compared.
+    """
+    if "" in targets:
+        return lambda text: True  # every text starts and ends with the empty string
+    if len(targets) <= AFFIX_INDEX:
+        if suffix:
+            return lambda text: text.endswith(targets)
+        return lambda text: text.startswith(targets)
+    k = min(map(len, targets))
+    grouped: dict[str, list[str]] = {}
+    for target in targets:
+        grouped.setdefault(target[-k:] if suffix else target[:k], []).append(target)
+    index = {key: tuple(group) for key, group in grouped.items()}
+    if suffix:
+
+        def ends(text: str) -> bool:
+            found = index.get(text[-k:])
+            return found is not None and text.endswith(found)
+
+        return ends
+
+    def starts(text: str) -> bool:
+        found = index.get(text[:k])
+        return found is not None and text.startswith(found)
+
+    return starts
 
 
 # The last text lower-cased for a prefilter, and its lower-case form: consecutive regex tests
@@ -287,18 +339,38 @@ def _regexes(path: str, patterns: Sequence[re.Pattern[str]]) -> Predicate:
     """True when any of ``patterns`` is found in the value at ``path``.
 
     Each pattern with literal needles (``iotsec.analytics.rules.prefilter``) runs only when
-    one of them is in the lower-cased text; the field is read and lowered once for all.
+    one of them is in the lower-cased text; the field is read and lowered once for all, and
+    the answer for a text is remembered (``MEMO_ENTRIES``, texts up to ``MEMO_TEXT``).
     """
     get = field_getter(path)
     # A plain payload field is read inline: one call less per test, on the hottest path.
     plain = path if "." not in path and path not in _CONTEXT else ""
-    checks = tuple((tuple(needles(p) or ()), p.search) for p in patterns)
+    search = _searcher(patterns)
+    memo: dict[str, bool] = {}  # the answer depends on the text alone
 
     def matches(o: Observation) -> bool:
         value = o.fields.get(plain) if plain else get(o)
         text = value if type(value) is str else _text(value)
         if text is None:
             return False
+        known = memo.get(text)
+        if known is not None:
+            return known
+        found = search(text)
+        if len(text) <= MEMO_TEXT:
+            if len(memo) >= MEMO_ENTRIES:
+                memo.clear()
+            memo[text] = found
+        return found
+
+    return matches
+
+
+def _searcher(patterns: Sequence[re.Pattern[str]]) -> Callable[[str], bool]:
+    """True when any of ``patterns`` is found in a text, each behind its prefilter."""
+    checks = tuple((tuple(map(tuple, factors(p))), p.search) for p in patterns)
+
+    def search_all(text: str) -> bool:
         if len(text) > MAX_REGEX_TEXT:
             text = text[:MAX_REGEX_TEXT]
         lowered = None
@@ -310,17 +382,22 @@ def _regexes(path: str, patterns: Sequence[re.Pattern[str]]) -> Predicate:
                 lowered = text.lower()
                 _LOWERED[0] = (text, lowered)
         for required, search in checks:
-            if required and lowered is not None:
-                for needle in required:
-                    if needle in lowered:
+            if lowered is not None:
+                absent = False
+                for factor in required:  # each holds a literal every match contains
+                    for needle in factor:
+                        if needle in lowered:
+                            break
+                    else:
+                        absent = True
                         break
-                else:
-                    continue  # no literal this pattern needs is in the text
+                if absent:
+                    continue  # the text lacks something this pattern needs
             if search(text) is not None:
                 return True
         return False
 
-    return matches
+    return search_all
 
 
 def _only_number(value: Scalar) -> float:

@@ -3,9 +3,10 @@
 Rules are compiled once, when the engine is built, and indexed by the observation names they
 can match and by the device groups they are for (custom alerts are per group), so an
 observation only meets the rules that could fire on it (``iotsec.analytics.rules.runners``
-says how a rule is split into index keys and a gate). Threshold and
-sequence rules keep per-key state (``iotsec.analytics.rules.windows``), bounded by
-``EngineLimits``; ``tick`` expires it. Suppressions drop detections after a rule fires and
+says how a rule is split into index keys and a gate); for the values an observation carries,
+each (name, group) remembers which of its rules pass (``iotsec.analytics.rules.buckets``).
+Threshold and sequence rules keep per-key state (``iotsec.analytics.rules.windows``), bounded
+by ``EngineLimits``; ``tick`` expires it. Suppressions drop detections after a rule fires and
 count what each one dropped.
 
 >>> from datetime import UTC, datetime
@@ -36,9 +37,9 @@ from types import MappingProxyType
 from iotsec.analytics.detection import Detection
 from iotsec.analytics.indicators import NO_INTEL, IntelLookup
 from iotsec.analytics.observation import Observation
-from iotsec.analytics.rules.conditions import Predicate
+from iotsec.analytics.rules.buckets import Bucket
 from iotsec.analytics.rules.model import RuleSet
-from iotsec.analytics.rules.runners import Compiled, Runner, compile_rule, stamp
+from iotsec.analytics.rules.runners import Compiled, compile_rule, stamp
 from iotsec.analytics.rules.suppressions import Suppressor
 
 __all__ = ["EngineLimits", "RuleEngine"]
@@ -108,15 +109,13 @@ class RuleEngine:
                     bucket.append(compiled)
         self._by_name = {name: tuple(bucket) for name, bucket in named.items()}
         self._anywhere = tuple(anywhere)
-        self._buckets: dict[tuple[str, str], tuple[tuple[Predicate, Runner], ...]] = {}
+        self._buckets: dict[tuple[str, str], Bucket] = {}
 
-    def _bucket(self, observation: Observation) -> tuple[tuple[Predicate, Runner], ...]:
-        """(gate, runner) of every rule this observation's name and group can meet."""
+    def _bucket(self, observation: Observation) -> Bucket:
+        """The rules this observation's name and group can meet."""
         candidates = self._by_name.get(observation.name, self._anywhere)
         # A group filter reads only the group, so this observation answers it for the group.
-        bucket = tuple(
-            (c.gate, c.runner) for c in candidates if c.group is None or c.group(observation)
-        )
+        bucket = Bucket([c for c in candidates if c.group is None or c.group(observation)])
         if len(self._buckets) < MAX_BUCKETS:
             self._buckets[(observation.name, observation.device.group)] = bucket
         return bucket
@@ -127,8 +126,10 @@ class RuleEngine:
         if bucket is None:
             bucket = self._bucket(observation)
         found: list[Detection] = []
-        for gate, runner in bucket:
-            if not gate(observation):
+        if not bucket.entries:
+            return found  # most snapshot rows: no rule is about them
+        for gate, runner in bucket.plan(observation):
+            if gate is not None and not gate(observation):
                 continue
             detection = runner.fire(observation)
             if detection is None:

@@ -5,6 +5,9 @@ Most rule regexes name something that must appear in the text for them to match:
 such literals, one of which every match contains; the compiled ``regex`` test first checks that
 one of them occurs in the (lower-cased) text, which costs a few ``in`` tests, and runs the
 regex only then. Benign command lines, the vast majority, never reach the regex engine.
+``factors(pattern)`` gives up to ``MAX_FACTORS`` such sets, the most selective first; all must
+be present, so a common first set (``bin/``, ``sh``) is backed by a rarer second one
+(``cp``/``mv``/``install``/``rsync``, ``nc``/``telnet``).
 
 The literals come from the pattern's parse tree (the standard library's own parser, which the
 pattern has already gone through when it compiled). Anything the analysis does not understand
@@ -16,6 +19,8 @@ lower-casing does not reproduce.
 ['nc', 'socat']
 >>> needles(re.compile(r"\\d+\\.\\d+")) is None
 True
+>>> [sorted(f) for f in factors(re.compile(r"(?:cp|mv)\\s.*\\s/usr/bin/ls$", re.I))]
+[['/usr/bin/ls'], ['cp', 'mv']]
 """
 
 from __future__ import annotations
@@ -26,12 +31,14 @@ from collections.abc import Iterable
 from types import ModuleType
 from typing import cast
 
-__all__ = ["MIN_NEEDLE", "needles"]
+__all__ = ["MAX_FACTORS", "MIN_NEEDLE", "factors", "needles"]
 
 #: Shortest literal worth a prefilter; a set whose shortest literal is shorter gives none.
 MIN_NEEDLE = 2
 #: Most literals in one set (an alternation of many words still filters well).
 MAX_NEEDLES = 24
+#: Most sets ``factors`` gives (each one more check when the ones before it are present).
+MAX_FACTORS = 3
 
 
 def _load(name: str) -> ModuleType | None:
@@ -57,25 +64,43 @@ _Branch = tuple[None, list[_Items]]  # (None, branches)
 
 def needles(pattern: re.Pattern[str]) -> frozenset[str] | None:
     """Lower-case literals, one of which is in every text ``pattern`` matches; None if unknown."""
+    found = factors(pattern, limit=1)
+    return found[0] if found else None
+
+
+def factors(pattern: re.Pattern[str], limit: int = MAX_FACTORS) -> tuple[frozenset[str], ...]:
+    """Up to ``limit`` sets of lower-case literals, each with one literal in every text
+    ``pattern`` matches; the most selective first (``needles`` is the first)."""
     if _PARSER is None or _CONSTANTS is None:  # pragma: no cover - see _load
-        return None
+        return ()
     try:
         parsed = _PARSER.parse(pattern.pattern, pattern.flags)
     except (re.error, TypeError, ValueError, RecursionError):  # pragma: no cover - it compiled
-        return None
-    best = _best(_factors(parsed))
-    if best is None or min(map(len, best)) < MIN_NEEDLE:
-        return None
-    # A non-ASCII literal can match ASCII text under IGNORECASE (U+017F matches "s").
-    return best if all(n.isascii() for n in best) else None
+        return ()
+    usable: list[_Factor] = []
+    for factor in _factors(parsed):
+        # A non-ASCII literal can match ASCII text under IGNORECASE (U+017F matches "s").
+        if _usable(factor) and all(n.isascii() for n in factor) and factor not in usable:
+            usable.append(factor)
+    # Stable: of equally selective sets, the one met first in the pattern comes first.
+    return tuple(sorted(usable, key=_selectivity, reverse=True)[:limit])
+
+
+def _usable(factor: _Factor) -> bool:
+    return bool(factor) and len(factor) <= MAX_NEEDLES and min(map(len, factor)) >= MIN_NEEDLE
+
+
+def _selectivity(factor: _Factor) -> tuple[int, int]:
+    """The longest shortest literal, then the fewest literals."""
+    return min(map(len, factor)), -len(factor)
 
 
 def _best(factors: Iterable[_Factor]) -> _Factor | None:
-    """The most selective factor: the longest shortest literal, then the fewest literals."""
+    """The most selective factor of ``factors`` (a branch's own necessary literals)."""
     ranked = [f for f in factors if f and len(f) <= MAX_NEEDLES]
     if not ranked:
         return None
-    return max(ranked, key=lambda f: (min(map(len, f)), -len(f)))
+    return max(ranked, key=_selectivity)
 
 
 def _lead(items: _Items) -> str:

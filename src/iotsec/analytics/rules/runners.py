@@ -5,8 +5,9 @@ as possible per observation:
 
 - ``event`` tests become index keys: the engine only offers an observation to rules that name
   its event (the test itself is then dropped from the gate, the index having done it);
-- tests on ``Group`` alone (custom alerts are per group) become a group filter the engine
-  evaluates once per group and caches;
+- tests on ``Group`` alone (custom alerts are per group), at the top or in an ``all`` at any
+  depth, and ``not``/``any``/``all`` of such tests, become a group filter the engine evaluates
+  once per group and caches;
 - the rest is the gate, a compiled predicate; only when it passes does the runner count,
   sequence or report.
 """
@@ -21,7 +22,16 @@ from iotsec.analytics.indicators import IntelLookup
 from iotsec.analytics.observation import Observation
 from iotsec.analytics.rules.conditions import Predicate, compile_condition
 from iotsec.analytics.rules.fields import event_names
-from iotsec.analytics.rules.model import AllOf, AnyOf, Condition, EventIs, FieldTest, Rule
+from iotsec.analytics.rules.model import (
+    AllOf,
+    AnyOf,
+    Condition,
+    EventIs,
+    FieldTest,
+    Not,
+    Rule,
+    SourceIs,
+)
 from iotsec.analytics.rules.report import Reporter
 from iotsec.analytics.rules.windows import SequenceTracker, ThresholdCounter
 
@@ -160,6 +170,9 @@ class Compiled:
     runner: Runner
     #: True for threshold and sequence rules (they keep state).
     stateful: bool
+    #: The fields (and context names) the gate reads, when its answer depends on nothing else
+    #: (and on the observation's name); None when it asks threat intelligence.
+    reads: frozenset[str] | None = None
 
 
 def compile_rule(
@@ -185,40 +198,76 @@ def compile_rule(
             max_evidence=max_evidence,
         )
         runner: Runner = _SequenceRunner(rule, reporter, steps, tracker)
-        gate = compile_condition(
-            AnyOf(tuple(s.match for s in rule.sequence.steps), rule.location), intel
-        )
-        return Compiled(frozenset(names) if names is not None else None, None, gate, runner, True)
+        either = AnyOf(tuple(s.match for s in rule.sequence.steps), rule.location)
+        gate = compile_condition(either, intel)
+        found = frozenset(names) if names is not None else None
+        return Compiled(found, None, gate, runner, True, _reads(either))
     assert rule.match is not None  # the loader guarantees match or sequence
     names_found = event_names(rule.match)
     group, rest = _split(rule.match, indexed=names_found is not None)
     gate = compile_condition(AllOf(rest, rule.location), intel) if rest else _always
     group_test = compile_condition(AllOf(group, rule.location), intel) if group else None
+    reads = _reads(AllOf(rest, rule.location))
     if rule.threshold is not None:
         counter = ThresholdCounter(rule.threshold, max_keys=max_keys, max_evidence=max_evidence)
-        return Compiled(
-            names_found, group_test, gate, _ThresholdRunner(rule, reporter, counter), True
-        )
-    return Compiled(names_found, group_test, gate, Runner(rule, reporter), False)
+        runner = _ThresholdRunner(rule, reporter, counter)
+        return Compiled(names_found, group_test, gate, runner, True, reads)
+    return Compiled(names_found, group_test, gate, Runner(rule, reporter), False, reads)
+
+
+def _reads(condition: Condition) -> frozenset[str] | None:
+    """The field paths ``condition`` reads (``Source`` for a source test), or None if it
+    also depends on threat intelligence. Event tests read the name, which the index fixes."""
+    if isinstance(condition, FieldTest):
+        return None if condition.intel is not None else frozenset({condition.field})
+    if isinstance(condition, SourceIs):
+        return frozenset({"Source"})
+    if isinstance(condition, EventIs):
+        return frozenset()
+    parts = [_reads(condition.item)] if isinstance(condition, Not) else map(_reads, condition.items)
+    found: set[str] = set()
+    for part in parts:
+        if part is None:
+            return None
+        found |= part
+    return frozenset(found)
 
 
 def _split(
     condition: Condition, *, indexed: bool
 ) -> tuple[tuple[Condition, ...], tuple[Condition, ...]]:
-    """(tests on Group alone, the rest) of a top-level condition, without index-implied events.
+    """(tests on Group alone, the rest) of a rule's condition, without index-implied events.
 
-    Only the top level is split: a top-level ``all`` holds when each of its items holds, so
-    items the index or the group filter already guarantee can leave the gate.
+    The condition is split along its ``all``s, nested ones included (``all`` of ``all`` is one
+    ``all``): it holds when each of their items holds, so items the index or the group filter
+    already guarantee can leave the gate.
     """
-    items = condition.items if isinstance(condition, AllOf) else (condition,)
     group: list[Condition] = []
     rest: list[Condition] = []
-    for item in items:
+    for item in _conjuncts(condition):
         if indexed and isinstance(item, EventIs):
             continue  # the index only offers observations with one of these names
-        # An intel answer can change when a feed reloads, so only a fixed test is cached.
-        if isinstance(item, FieldTest) and item.field == "Group" and item.intel is None:
+        if _group_only(item):
             group.append(item)
         else:
             rest.append(item)
     return tuple(group), tuple(rest)
+
+
+def _conjuncts(condition: Condition) -> list[Condition]:
+    """The conditions that must all hold for ``condition`` to hold (nested ``all`` opened)."""
+    if isinstance(condition, AllOf):
+        return [part for item in condition.items for part in _conjuncts(item)]
+    return [condition]
+
+
+def _group_only(condition: Condition) -> bool:
+    """True for a condition that reads the observation's group and nothing else."""
+    if isinstance(condition, FieldTest):
+        # An intel answer can change when a feed reloads, so only a fixed test is cached.
+        return condition.field == "Group" and condition.intel is None
+    if isinstance(condition, Not):
+        return _group_only(condition.item)
+    if isinstance(condition, (AllOf, AnyOf)):
+        return bool(condition.items) and all(map(_group_only, condition.items))
+    return False
