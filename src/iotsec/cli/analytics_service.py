@@ -182,8 +182,9 @@ class AnalyticsService:
         custom = CustomAlertDetector({})
         novelty, rates, outlier = NoveltyDetector(None), RateDetector(None), OutlierDetector(None)
         silent, onboarded = DeviceSilentDetector(), DeviceOnboardedDetector()
+        rules = RuleEngine(ruleset, self.feeds)
         detectors: list[Detector] = [
-            RuleEngine(ruleset, self.feeds),
+            rules,
             custom,
             silent,
             onboarded,
@@ -210,6 +211,7 @@ class AnalyticsService:
             await self.outputs.start()
             alert_sinks.append(self.outputs)
         stateful: dict[str, Stateful] = {
+            "rules": rules,
             "novelty": novelty,
             "rates": rates,
             "outlier": outlier,

@@ -6,8 +6,9 @@ observation only meets the rules that could fire on it (``iotsec.analytics.rules
 says how a rule is split into index keys and a gate); for the values an observation carries,
 each (name, group) remembers which of its rules pass (``iotsec.analytics.rules.buckets``).
 Threshold and sequence rules keep per-key state (``iotsec.analytics.rules.windows``), bounded
-by ``EngineLimits``; ``tick`` expires it. Suppressions drop detections after a rule fires and
-count what each one dropped.
+by ``EngineLimits``; ``tick`` expires it, and ``dump_state``/``load_state`` carry it across
+restarts (the ``Stateful`` protocol, one JSON entry per rule id). Suppressions drop detections
+after a rule fires and count what each one dropped.
 
 >>> from datetime import UTC, datetime
 >>> from iotsec.analytics import DeviceContext, Observation
@@ -34,12 +35,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
 
+import msgspec
+
 from iotsec.analytics.detection import Detection
 from iotsec.analytics.indicators import NO_INTEL, IntelLookup
 from iotsec.analytics.observation import Observation
 from iotsec.analytics.rules.buckets import Bucket
 from iotsec.analytics.rules.model import RuleSet
-from iotsec.analytics.rules.runners import Compiled, compile_rule, stamp
+from iotsec.analytics.rules.runners import Compiled, WindowState, compile_rule, stamp
 from iotsec.analytics.rules.suppressions import Suppressor
 
 __all__ = ["EngineLimits", "RuleEngine"]
@@ -47,6 +50,16 @@ __all__ = ["EngineLimits", "RuleEngine"]
 #: Distinct (event name, group) pairs whose rule lists are cached; past this the lists are
 #: built per observation (a fleet has a handful of groups, so this is never reached in practice).
 MAX_BUCKETS = 4096
+
+#: The format of a saved rule's state; an entry of another version is refused.
+STATE_VERSION = 1
+
+
+class _Saved(msgspec.Struct, forbid_unknown_fields=True):
+    """One rule's saved state."""
+
+    version: int
+    state: WindowState
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,3 +173,32 @@ class RuleEngine:
     def state_keys(self) -> Mapping[str, int]:
         """Keys each threshold or sequence rule holds now, per rule id."""
         return MappingProxyType({r.rule.id: r.keys for r in self._stateful})
+
+    def dump_state(self) -> dict[str, bytes]:
+        """Each threshold and sequence rule's windows or runs, as JSON entries per rule id."""
+        entries: dict[str, bytes] = {}
+        for runner in self._stateful:
+            state = runner.dump()
+            if state is not None:
+                entries[runner.rule.id] = msgspec.json.encode(_Saved(STATE_VERSION, state))
+        return entries
+
+    def load_state(self, entries: Mapping[str, bytes]) -> None:
+        """Replace the state of the rules in ``entries`` (from ``dump_state``).
+
+        Entries of rules that no longer exist, or are now of another kind (or a sequence with
+        other steps), are skipped. Rules with no entry keep their state. Raises ValueError (or a
+        msgspec error) on bad data.
+        """
+        saved: dict[str, WindowState] = {}
+        for rule_id, data in entries.items():
+            found = msgspec.json.decode(data, type=_Saved)
+            if found.version != STATE_VERSION:
+                raise ValueError(
+                    f"rule {rule_id}: state version {found.version}, expected {STATE_VERSION}"
+                )
+            saved[rule_id] = found.state
+        for runner in self._stateful:
+            state = saved.get(runner.rule.id)
+            if state is not None:
+                runner.load(state)

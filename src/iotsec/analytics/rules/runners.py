@@ -33,9 +33,17 @@ from iotsec.analytics.rules.model import (
     SourceIs,
 )
 from iotsec.analytics.rules.report import Reporter
-from iotsec.analytics.rules.windows import SequenceTracker, ThresholdCounter
+from iotsec.analytics.rules.windows import (
+    SequenceState,
+    SequenceTracker,
+    ThresholdCounter,
+    ThresholdState,
+)
 
-__all__ = ["Compiled", "Runner", "compile_rule", "stamp"]
+__all__ = ["Compiled", "Runner", "WindowState", "compile_rule", "stamp"]
+
+#: What a threshold or sequence rule saves across restarts.
+WindowState = ThresholdState | SequenceState
 
 
 def stamp(time: datetime) -> float:
@@ -70,6 +78,15 @@ class Runner:
     def expire(self, now: float) -> None:
         """Drop state that can no longer fire."""
 
+    def dump(self) -> WindowState | None:
+        """The rule's windows or runs (None: a plain rule keeps none)."""
+        return None
+
+    def load(self, state: WindowState) -> bool:
+        """Replace the rule's state with ``state``; False (and unchanged) when ``state`` is for
+        another kind of rule. Raises ValueError on bad data."""
+        return False
+
     @property
     def evicted(self) -> int:
         """Keys evicted because the rule held too many."""
@@ -102,6 +119,15 @@ class _ThresholdRunner(Runner):
 
     def expire(self, now: float) -> None:
         self.counter.expire(now)
+
+    def dump(self) -> WindowState:
+        return self.counter.dump()
+
+    def load(self, state: WindowState) -> bool:
+        if not isinstance(state, ThresholdState):
+            return False
+        self.counter.load(state)
+        return True
 
     @property
     def evicted(self) -> int:
@@ -147,6 +173,15 @@ class _SequenceRunner(Runner):
 
     def expire(self, now: float) -> None:
         self.tracker.expire(now)
+
+    def dump(self) -> WindowState:
+        return self.tracker.dump()
+
+    def load(self, state: WindowState) -> bool:
+        if not isinstance(state, SequenceState) or state.steps != len(self.steps):
+            return False  # the rule changed kind or steps since the save
+        self.tracker.load(state)
+        return True
 
     @property
     def evicted(self) -> int:

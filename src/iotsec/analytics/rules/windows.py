@@ -6,6 +6,10 @@ on ``tick`` walks from the oldest key and stops at the first live one.
 
 Times are POSIX seconds of observation time (not arrival time). A window or ``within`` is
 inclusive: two observations exactly ``window`` apart are in the same window.
+
+``dump`` and ``load`` give the state as plain ``msgspec`` values (times as POSIX floats), so the
+engine can save it across restarts; a load keeps the bounds (``max_keys``, ``max_entries``), and
+what has expired meanwhile is dropped by the next ``expire``.
 """
 
 from __future__ import annotations
@@ -14,12 +18,21 @@ from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from math import isfinite
 from typing import Literal
+
+import msgspec
 
 from iotsec.analytics.rules.model import Sequence, Threshold
 
-__all__ = ["Fired", "SequenceTracker", "ThresholdCounter"]
+__all__ = [
+    "Fired",
+    "SequenceState",
+    "SequenceTracker",
+    "ThresholdCounter",
+    "ThresholdState",
+]
 
 #: One observation as the windows keep it: (time, hit count, evidence id, time as datetime).
 _Entry = tuple[float, int, str, datetime]
@@ -36,6 +49,70 @@ class Fired:
     evidence: tuple[str, ...]
     first_time: datetime
     level: Literal["count", "max", "sequence"]
+
+
+#: A window key as JSON: one ``by`` value (a string or null), or a list of them.
+_JsonKey = str | None | list[str | None]
+
+
+class _SavedWindow(msgspec.Struct, forbid_unknown_fields=True):
+    key: _JsonKey
+    newest: float
+    fired_count: bool
+    fired_max: bool
+    done: bool
+    #: (time, hit count, evidence id) per observation, in time order.
+    entries: list[tuple[float, int, str]]
+
+
+class ThresholdState(msgspec.Struct, tag="threshold", forbid_unknown_fields=True):
+    """A ``ThresholdCounter``'s windows, least recently updated first."""
+
+    windows: list[_SavedWindow]
+
+
+class _SavedRun(msgspec.Struct, forbid_unknown_fields=True):
+    key: _JsonKey
+    newest: float
+    #: (time, arrival number, steps matched as bits, hit count, evidence id), in order.
+    entries: list[tuple[float, int, int, int, str]]
+
+
+class SequenceState(msgspec.Struct, tag="sequence", forbid_unknown_fields=True):
+    """A ``SequenceTracker``'s runs, least recently updated first, for a rule of ``steps``."""
+
+    steps: int
+    arrivals: int
+    runs: list[_SavedRun]
+
+
+def _json_key(key: Hashable) -> _JsonKey:
+    if isinstance(key, tuple):
+        return [None if part is None else str(part) for part in key]
+    return None if key is None else str(key)
+
+
+def _key(key: _JsonKey) -> Hashable:
+    return tuple(key) if isinstance(key, list) else key
+
+
+def _time(when: float) -> float:
+    if not isfinite(when):
+        raise ValueError(f"time {when} is not finite")
+    return when
+
+
+def _datetime(when: float) -> datetime:
+    try:
+        return datetime.fromtimestamp(when, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise ValueError(f"time {when} is out of range") from exc
+
+
+def _hits(hits: int) -> int:
+    if hits < 1:
+        raise ValueError(f"hit count {hits} is below 1")
+    return hits
 
 
 def _evidence(ids: list[str], trigger: str, cap: int) -> tuple[str, ...]:
@@ -141,6 +218,38 @@ class ThresholdCounter:
             del keys[key]
             dropped += 1
         return dropped
+
+    def dump(self) -> ThresholdState:
+        """The windows, as plain values."""
+        return ThresholdState(
+            [
+                _SavedWindow(
+                    _json_key(key),
+                    window.newest,
+                    window.fired_count,
+                    window.fired_max,
+                    window.done,
+                    [(e[0], e[1], e[2]) for e in window.entries],
+                )
+                for key, window in self._keys.items()
+            ]
+        )
+
+    def load(self, state: ThresholdState) -> None:
+        """Replace the windows with ``state`` (the newest ``max_keys``); ValueError if bad."""
+        keys: dict[Hashable, _Window] = {}
+        for saved in state.windows[-self.max_keys :]:
+            window = _Window()
+            window.newest = _time(saved.newest)
+            window.fired_count, window.fired_max = saved.fired_count, saved.fired_max
+            window.done = saved.done
+            entries = sorted(saved.entries, key=lambda e: e[0])
+            window.entries.extend(
+                (when, _hits(hits), evidence, _datetime(when)) for when, hits, evidence in entries
+            )
+            window.total = sum(e[1] for e in window.entries)
+            keys[_key(saved.key)] = window
+        self._keys = keys
 
 
 class _Run:
@@ -254,3 +363,33 @@ class SequenceTracker:
             del keys[key]
             dropped += 1
         return dropped
+
+    def dump(self) -> SequenceState:
+        """The runs, as plain values."""
+        return SequenceState(
+            len(self.counts),
+            self._arrivals,
+            [
+                _SavedRun(_json_key(key), run.newest, [e[:5] for e in run.entries])
+                for key, run in self._keys.items()
+            ],
+        )
+
+    def load(self, state: SequenceState) -> None:
+        """Replace the runs with ``state`` (the newest ``max_keys``); ValueError if bad."""
+        if state.steps != len(self.counts):
+            raise ValueError(f"{state.steps} steps saved, the rule has {len(self.counts)}")
+        every = (1 << len(self.counts)) - 1
+        keys: dict[Hashable, _Run] = {}
+        arrivals = state.arrivals
+        for saved in state.runs[-self.max_keys :]:
+            run = _Run()
+            run.newest = _time(saved.newest)
+            for when, arrival, steps, hits, evidence in sorted(saved.entries)[-self.max_entries :]:
+                if not 0 < steps <= every:
+                    raise ValueError(f"step bits {steps} outside 1..{every}")
+                time = _datetime(when)
+                run.entries.append((when, arrival, steps, _hits(hits), evidence, time))
+                arrivals = max(arrivals, arrival)
+            keys[_key(saved.key)] = run
+        self._keys, self._arrivals = keys, arrivals
