@@ -18,6 +18,7 @@ connections at once (see :mod:`iotsec.hub.certificates` and :class:`iotsec.hub.t
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -29,8 +30,7 @@ from starlette.routing import Route
 from iotsec.hub.certificates import CaCertificate, check_certificate_name, parse_ca_certificate
 from iotsec.hub.errors import InvalidCertificate
 from iotsec.hub.http.context import HubContext
-from iotsec.hub.http.credentials import Permissions
-from iotsec.hub.http.endpoints import Call, Handler, route, service_endpoint
+from iotsec.hub.http.endpoints import Call, configuration_route
 from iotsec.hub.http.responses import JsonResponse, if_match, json_object, quoted
 from iotsec.hub.settings import resource_id
 
@@ -149,19 +149,7 @@ async def delete_certificate(hub: HubContext, request: Request, call: Call) -> R
 def certificate_routes(hub: HubContext) -> list[Route]:
     """The certificate routes, bound to ``hub``."""
 
-    def bind(
-        path: str,
-        method: str,
-        permission: Permissions,
-        operation: str,
-        handler: Handler,
-        *,
-        logged: bool = False,
-    ) -> Route:
-        category: Any = "Configurations" if logged else None
-        endpoint = service_endpoint(hub, permission, operation, handler, category=category)
-        return route(path, endpoint, method, f"service.{operation}")
-
+    bind = functools.partial(configuration_route, hub=hub)
     return [
         bind("/certificates", "GET", "RegistryRead", "listCertificates", list_certificates),
         bind(_ONE, "GET", "RegistryRead", "getCertificate", get_certificate),

@@ -12,6 +12,7 @@ was nothing (ARM's convention).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from starlette.requests import Request
@@ -20,8 +21,7 @@ from starlette.routing import Route
 
 from iotsec.hub.customalerts import FAMILIES, check_group, rule_counts
 from iotsec.hub.http.context import HubContext
-from iotsec.hub.http.credentials import Permissions
-from iotsec.hub.http.endpoints import Call, Handler, route, service_endpoint
+from iotsec.hub.http.endpoints import Call, configuration_route
 from iotsec.hub.http.responses import JsonResponse, json_object
 
 __all__ = ["MAX_CUSTOM_ALERTS_BYTES", "custom_alert_routes"]
@@ -76,19 +76,7 @@ async def delete_custom_alerts(hub: HubContext, request: Request, call: Call) ->
 def custom_alert_routes(hub: HubContext) -> list[Route]:
     """The security-group routes, bound to ``hub``."""
 
-    def bind(
-        path: str,
-        method: str,
-        permission: Permissions,
-        operation: str,
-        handler: Handler,
-        *,
-        logged: bool = False,
-    ) -> Route:
-        category: Any = "Configurations" if logged else None
-        endpoint = service_endpoint(hub, permission, operation, handler, category=category)
-        return route(path, endpoint, method, f"service.{operation}")
-
+    bind = functools.partial(configuration_route, hub=hub)
     return [
         bind("/securityGroups", "GET", "RegistryRead", "listSecurityGroups", list_groups),
         bind(_GROUP, "GET", "RegistryRead", "getCustomAlerts", get_custom_alerts),

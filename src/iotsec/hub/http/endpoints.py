@@ -186,6 +186,22 @@ def service_endpoint(
     return endpoint
 
 
+def configuration_route(
+    path: str,
+    method: str,
+    permission: Permissions,
+    operation: str,
+    handler: Handler,
+    *,
+    hub: HubContext,
+    logged: bool = False,
+) -> Route:
+    """A ``service.<operation>`` route; ``logged`` changes go to the Configurations log."""
+    category: Category | None = "Configurations" if logged else None
+    endpoint = service_endpoint(hub, permission, operation, handler, category=category)
+    return route(path, endpoint, method, f"service.{operation}")
+
+
 def notify(callback: Callable[..., None], *args: Any) -> None:
     """Call a push callback; its failure is logged, not answered (the change is already made)."""
     try:
