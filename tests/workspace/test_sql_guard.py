@@ -64,6 +64,8 @@ def test_read_only_queries_over_catalog_tables_pass(sql: str) -> None:
         ("SELECT * FROM pg_class", "table 'pg_class'"),
         ("SELECT getenv('HOME')", "function getenv"),
         ("SELECT current_setting('threads')", "function current_setting"),
+        ("SELECT nextval('_SecurityIoTRawEventSourceKeys')", "function nextval"),
+        ("SELECT currval('_SecurityIoTRawEventSourceKeys')", "function currval"),
         ("SELECT (SELECT content FROM read_text('x'))", "table function"),
         ("SELECT DeviceId FROM Device WHERE DeviceId IN (SELECT * FROM glob('*'))", "glob"),
     ],

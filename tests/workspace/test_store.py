@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -266,3 +267,126 @@ def test_a_closed_store_refuses_appends_in_any_lane(tmp_path: Path) -> None:
         store.append("SecurityIoTRawEvent", raw, lane=3)
     with pytest.raises(StoreError, match="closed"):
         store.append("SecurityIoTRawEvent", raw, lane=4)
+
+
+_SOURCE_COLUMNS = (
+    "AgentVersion",
+    "AgentId",
+    "AssociatedResourceId",
+    "AzureSubscriptionId",
+    "HubName",
+    "DeviceId",
+    "ModuleId",
+)
+
+
+def _with(raw: pa.Table, column: str, value: object) -> pa.Table:
+    index = raw.schema.get_field_index(column)
+    return raw.set_column(
+        index, column, pa.array([value] * raw.num_rows, raw.schema.field(index).type)
+    )
+
+
+def _new_ids(raw: pa.Table) -> pa.Table:
+    ids = [str(uuid.uuid4()) for _ in range(raw.num_rows)]
+    return raw.set_column(raw.schema.get_field_index("EventId"), "EventId", pa.array(ids))
+
+
+def _sources(store: WorkspaceStore) -> int:
+    cursor = store.query_cursor()
+    try:
+        sql = 'SELECT count(*) FROM "_SecurityIoTRawEventSources"'
+        (n,) = cursor.execute(sql).fetchone() or (0,)
+    finally:
+        cursor.close()
+    return int(n)
+
+
+def _view_sources(store: WorkspaceStore) -> list[tuple[object, ...]]:
+    cursor = store.query_cursor()
+    try:
+        names = ", ".join(f'"{name}"' for name in _SOURCE_COLUMNS)
+        return cursor.execute(
+            f'SELECT "IoTRawEventId", {names} FROM "SecurityIoTRawEvent" ORDER BY 1'
+        ).fetchall()
+    finally:
+        cursor.close()
+
+
+def _expected_sources(*tables: pa.Table) -> list[tuple[object, ...]]:
+    rows: list[tuple[object, ...]] = []
+    for table in tables:
+        events, indexes = table.column("EventId").to_pylist(), table.column("RowIndex").to_pylist()
+        ids = [f"{event}:{row}" for event, row in zip(events, indexes, strict=True)]
+        columns = [table.column(name).to_pylist() for name in _SOURCE_COLUMNS]
+        rows.extend(zip(ids, *columns, strict=True))
+    return sorted(rows, key=lambda row: str(row[0]))
+
+
+def test_agent_and_hub_columns_are_stored_once_per_source_and_read_back(
+    store: WorkspaceStore,
+) -> None:
+    raw = _raw_table()
+    assert raw.column("ModuleId").null_count == raw.num_rows  # a null is part of the source
+    assert store.append("SecurityIoTRawEvent", raw) == 15
+    assert _sources(store) == 1
+    # The agent upgraded: new events carry the new version, old ones keep theirs.
+    upgraded = _with(_shifted(raw, timedelta(minutes=5)), "AgentVersion", "2.2.0")
+    upgraded = _new_ids(upgraded)
+    moved = _new_ids(_with(_with(raw, "DeviceId", "dev-2"), "ModuleId", "azureiotsecurity"))
+    assert store.append("SecurityIoTRawEvent", pa.concat_tables([upgraded, moved])) == 30
+    assert store.append("SecurityIoTRawEvent", pa.concat_tables([raw, upgraded, moved])) == 0
+    assert _sources(store) == 3
+    assert _view_sources(store) == _expected_sources(raw, upgraded, moved)
+
+
+def test_a_source_stored_twice_does_not_double_the_rows(store: WorkspaceStore) -> None:
+    # Two lanes adding the same new source at once would each store it: the rows must still
+    # appear once, with that source's values.
+    raw = _raw_table()
+    store.append("SecurityIoTRawEvent", raw.slice(0, 5))
+    cursor = store.query_cursor()
+    cursor.execute(
+        'INSERT INTO "_SecurityIoTRawEventSources"'
+        ' SELECT "SourceKey" + 100, * EXCLUDE ("SourceKey") FROM "_SecurityIoTRawEventSources"'
+    )
+    cursor.close()
+    assert _sources(store) == 2
+    assert store.append("SecurityIoTRawEvent", raw) == 10
+    assert store.count("SecurityIoTRawEvent") == 15
+    assert _view_sources(store) == _expected_sources(raw)
+
+
+def test_a_workspace_of_the_older_raw_layout_is_upgraded_when_opened(tmp_path: Path) -> None:
+    # Before source keys, every row held the agent and hub columns itself.
+    path = tmp_path / "w.duckdb"
+    raw = _raw_table()
+    kinds = {
+        pa.string(): "VARCHAR",
+        pa.int16(): "SMALLINT",
+        pa.int32(): "INTEGER",
+        pa.int64(): "BIGINT",
+        pa.bool_(): "BOOLEAN",
+    }
+    columns = ", ".join(
+        f'"{field.name}" '
+        + ("UUID" if field.name == "EventId" else kinds.get(field.type, "TIMESTAMPTZ"))
+        for field in raw.schema
+    )
+    old = duckdb.connect(str(path))
+    old.execute(f'CREATE TABLE "_SecurityIoTRawEventRows" ({columns})')
+    old.register("staged", raw)
+    old.execute('INSERT INTO "_SecurityIoTRawEventRows" SELECT * FROM staged')
+    old.execute('CREATE VIEW "SecurityIoTRawEvent" AS SELECT * FROM "_SecurityIoTRawEventRows"')
+    old.close()
+    with WorkspaceStore(path) as store:
+        assert store.count("SecurityIoTRawEvent") == 15
+        assert _sources(store) == 1
+        assert _view_sources(store) == _expected_sources(raw)
+        assert store.append("SecurityIoTRawEvent", raw) == 0  # still idempotent
+        cursor = store.query_cursor()
+        (agent,) = cursor.execute(
+            "SELECT DISTINCT EventDetails->>'AgentId' FROM SecurityIoTRawEvent"
+        ).fetchone() or ("",)
+        cursor.close()
+        assert agent == raw.column("AgentId")[0].as_py()

@@ -15,6 +15,14 @@ Raw events are most of the workspace, so their storage is tuned for size and ing
   of an event comes through one store lane, whose appends are serialized, so the check and the
   insert cannot race.
 
+- The columns that are the same for every event of one agent (its id and version, the hub's
+  resource id, subscription and name, the device and module ids) are stored once per distinct
+  combination, in a small *sources* table, and each row holds a 4-byte ``SourceKey``. Those
+  strings were a third of the ingest work (copying, logging and compressing ~150 bytes per row);
+  the view joins them back. A new combination (a new device, an agent upgrade) is added by the
+  append that first brings it, in the same transaction; keys come from a sequence, so lanes do
+  not collide.
+
 An event id that is not a UUID (some agents send other 36-character ids) is stored as the
 UUID of its MD5 digest with the original text in ``EventIdText``, so the view shows what the
 agent sent.
@@ -34,16 +42,35 @@ __all__ = [
     "HOT_COLUMNS",
     "INGEST_SCHEMA",
     "RAW_TABLE",
+    "SOURCE_COLUMNS",
+    "SOURCE_TABLE",
     "STORAGE_TABLE",
     "create_statements",
     "has_repeats",
     "insert_statements",
+    "source_statement",
     "time_clusters",
+    "upgrade_statements",
 ]
 
 RAW_TABLE = "SecurityIoTRawEvent"
 #: The physical table behind the view; not a workspace table, so queries cannot name it.
 STORAGE_TABLE = "_SecurityIoTRawEventRows"
+
+#: The source table, one row per distinct combination of ``SOURCE_COLUMNS``; not queryable.
+SOURCE_TABLE = "_SecurityIoTRawEventSources"
+_SOURCE_KEYS = "_SecurityIoTRawEventSourceKeys"
+
+#: Columns that repeat for every event of one agent, stored in ``SOURCE_TABLE``.
+SOURCE_COLUMNS = (
+    "AgentVersion",
+    "AgentId",
+    "AssociatedResourceId",
+    "AzureSubscriptionId",
+    "HubName",
+    "DeviceId",
+    "ModuleId",
+)
 
 #: Typed columns filled from the payload row field of the same (wire) name.
 HOT_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -62,17 +89,12 @@ HOT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("Result", "VARCHAR"),
 )
 
-# (name, DuckDB type, Arrow type) of the stored columns, in table order.
-_STORED: tuple[tuple[str, str, pa.DataType], ...] = (
+# (name, DuckDB type, Arrow type) of the columns ingest hands over, in the stored table's order
+# except that the source columns are replaced by one SourceKey.
+_INGEST: tuple[tuple[str, str, pa.DataType], ...] = (
     ("TimeGenerated", "TIMESTAMPTZ", pa.timestamp("us", tz="UTC")),
     ("TimeStamp", "TIMESTAMPTZ", pa.timestamp("us", tz="UTC")),
-    ("AgentVersion", "VARCHAR", pa.string()),
-    ("AgentId", "VARCHAR", pa.string()),
-    ("AssociatedResourceId", "VARCHAR", pa.string()),
-    ("AzureSubscriptionId", "VARCHAR", pa.string()),
-    ("HubName", "VARCHAR", pa.string()),
-    ("DeviceId", "VARCHAR", pa.string()),
-    ("ModuleId", "VARCHAR", pa.string()),
+    *((name, "VARCHAR", pa.string()) for name in SOURCE_COLUMNS),
     ("EventId", "UUID", pa.string()),
     ("EventIdText", "VARCHAR", pa.string()),
     ("RowIndex", "INTEGER", pa.int32()),
@@ -87,8 +109,16 @@ _STORED: tuple[tuple[str, str, pa.DataType], ...] = (
     ("Details", "VARCHAR", pa.string()),
 )
 
-#: The Arrow schema ingest hands to the store: the stored columns, with the event id as text.
-INGEST_SCHEMA = pa.schema([pa.field(name, arrow) for name, _, arrow in _STORED])
+# (name, DuckDB type) of the stored table's columns, in order.
+_STORED: tuple[tuple[str, str], ...] = (
+    ("TimeGenerated", "TIMESTAMPTZ"),
+    ("TimeStamp", "TIMESTAMPTZ"),
+    ("SourceKey", "INTEGER"),
+    *((name, kind) for name, kind, _ in _INGEST[2 + len(SOURCE_COLUMNS) :]),
+)
+
+#: The Arrow schema ingest hands to the store, with the event id as text.
+INGEST_SCHEMA = pa.schema([pa.field(name, arrow) for name, _, arrow in _INGEST])
 
 
 def _q(name: str) -> str:
@@ -140,14 +170,76 @@ def _view_sql() -> str:
         select.append(f"({expression})::{column.duckdb_type} AS {_q(column.name)}")
     return (
         f"CREATE OR REPLACE VIEW {_q(RAW_TABLE)} AS SELECT {', '.join(select)}"  # noqa: S608 - registry names
-        f" FROM {_q(STORAGE_TABLE)}"
+        f" FROM {_q(STORAGE_TABLE)} AS r LEFT JOIN {_q(SOURCE_TABLE)} AS s"
+        ' ON s."SourceKey" = r."SourceKey"'
     )
 
 
 def create_statements() -> list[str]:
-    """The statements that create the stored table and the view (idempotent)."""
-    columns = ", ".join(f"{_q(name)} {kind}" for name, kind, _ in _STORED)
-    return [f"CREATE TABLE IF NOT EXISTS {_q(STORAGE_TABLE)} ({columns})", _view_sql()]
+    """The statements that create the tables, the key sequence and the view (idempotent)."""
+    columns = ", ".join(f"{_q(name)} {kind}" for name, kind in _STORED)
+    sources = ", ".join(f"{_q(name)} VARCHAR" for name in SOURCE_COLUMNS)
+    return [
+        f"CREATE SEQUENCE IF NOT EXISTS {_q(_SOURCE_KEYS)}",
+        f"CREATE TABLE IF NOT EXISTS {_q(SOURCE_TABLE)}"
+        f' ("SourceKey" INTEGER PRIMARY KEY, {sources})',
+        f"CREATE TABLE IF NOT EXISTS {_q(STORAGE_TABLE)} ({columns})",
+        _view_sql(),
+    ]
+
+
+def upgrade_statements(stored_columns: Sequence[str]) -> list[str]:
+    """The statements that move a stored table of an older layout to this one, or none.
+
+    The layout before source keys held the source columns in every row; they are moved into the
+    source table and the rows rewritten with their keys (one transaction, run by the caller
+    before ``create_statements``).
+    """
+    if "SourceKey" in stored_columns or not stored_columns:
+        return []
+    old = _q(STORAGE_TABLE + "_old")
+    select = ", ".join(
+        's."SourceKey"' if name == "SourceKey" else f"o.{_q(name)}" for name, _ in _STORED
+    )
+    return [
+        f"DROP VIEW IF EXISTS {_q(RAW_TABLE)}",
+        f"ALTER TABLE {_q(STORAGE_TABLE)} RENAME TO {old}",
+        *create_statements()[:3],
+        _new_sources(old),
+        f"INSERT INTO {_q(STORAGE_TABLE)} SELECT {select} FROM {old} AS o"  # noqa: S608 - fixed names
+        f" JOIN ({_source_lookup()}) AS s ON {_same_source('o', 's')}",
+        f"DROP TABLE {old}",
+    ]
+
+
+def _same_source(left: str, right: str) -> str:
+    return " AND ".join(
+        f"{left}.{_q(name)} IS NOT DISTINCT FROM {right}.{_q(name)}" for name in SOURCE_COLUMNS
+    )
+
+
+def _new_sources(relation: str) -> str:
+    # Adds the source combinations of ``relation`` that the source table lacks.
+    names = ", ".join(_q(name) for name in SOURCE_COLUMNS)
+    return (
+        f"INSERT INTO {_q(SOURCE_TABLE)} SELECT nextval('{_SOURCE_KEYS}'), n.* FROM"  # noqa: S608 - fixed names
+        f" (SELECT DISTINCT {names} FROM {relation}) AS n"
+        f" WHERE NOT EXISTS (SELECT 1 FROM {_q(SOURCE_TABLE)} AS s WHERE {_same_source('s', 'n')})"
+    )
+
+
+def source_statement(staged: str) -> str:
+    """The ``INSERT`` that adds the source combinations of the staged batch not yet stored."""
+    return _new_sources(staged)
+
+
+def _source_lookup() -> str:
+    # One key per combination, even should two appends ever have added the same one.
+    names = ", ".join(_q(name) for name in SOURCE_COLUMNS)
+    return (
+        f'SELECT {names}, min("SourceKey") AS "SourceKey" FROM {_q(SOURCE_TABLE)}'  # noqa: S608 - fixed names
+        f" GROUP BY {names}"
+    )
 
 
 def has_repeats(staged: pa.Table) -> bool:
@@ -163,35 +255,39 @@ def insert_statements(
 ) -> list[str]:
     """One ``INSERT`` per time cluster of the staged batch, skipping rows already stored.
 
-    ``clusters`` are inclusive (low, high) bounds in microseconds since the epoch; the
-    statements read the staged relation ``staged`` (a quoted name). ``distinct`` keeps one row
-    per key within the batch; it costs more than the insert itself, so the store asks for it
-    only when ``has_repeats`` finds some.
+    Run ``source_statement`` first, in the same transaction. ``clusters`` are inclusive (low,
+    high) bounds in microseconds since the epoch; the statements read the staged relation
+    ``staged`` (a quoted name). ``distinct`` keeps one row per key within the batch; it costs
+    more than the insert itself, so the store asks for it only when ``has_repeats`` finds some.
     """
-    unique = 'DISTINCT ON ("EventId", "RowIndex") ' if distinct else ""
+    unique = 'DISTINCT ON (b."EventId", b."RowIndex") ' if distinct else ""
     select = []
-    for name, kind, _ in _STORED:
-        if name == "EventId":
+    for name, kind in _STORED:
+        if name == "SourceKey":
+            select.append('k."SourceKey"')
+        elif name == "EventId":
             # A non-UUID id becomes the UUID of its MD5 digest (same text, same UUID).
-            digest = 'md5("EventId")'
+            digest = 'md5(b."EventId")'
             parts = ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))
             uuid_text = " || '-' || ".join(f"substr({digest}, {a}, {b})" for a, b in parts)
             select.append(
-                f'coalesce(TRY_CAST("EventId" AS UUID), ({uuid_text})::UUID) AS "EventId"'
+                f'coalesce(TRY_CAST(b."EventId" AS UUID), ({uuid_text})::UUID) AS "EventId"'
             )
         elif name == "EventIdText":
             select.append(
-                'CASE WHEN TRY_CAST("EventId" AS UUID) IS NULL THEN "EventId" END AS "EventIdText"'
+                'CASE WHEN TRY_CAST(b."EventId" AS UUID) IS NULL THEN b."EventId" END'
+                ' AS "EventIdText"'
             )
         else:
-            select.append(f"{_q(name)}::{kind} AS {_q(name)}")
+            select.append(f"b.{_q(name)}::{kind} AS {_q(name)}")
     statements = []
     for low, high in clusters:
         window = f"make_timestamptz({low}::BIGINT) AND make_timestamptz({high}::BIGINT)"
         statements.append(
             f"INSERT INTO {_q(STORAGE_TABLE)} SELECT * FROM ("  # noqa: S608 - fixed names, integer bounds
-            f"SELECT {unique}{', '.join(select)} FROM {staged}"
-            f' WHERE "TimeGenerated" BETWEEN {window}) AS s'
+            f"SELECT {unique}{', '.join(select)} FROM {staged} AS b"
+            f" JOIN ({_source_lookup()}) AS k ON {_same_source('b', 'k')}"
+            f' WHERE b."TimeGenerated" BETWEEN {window}) AS s'
             f" WHERE NOT EXISTS (SELECT 1 FROM {_q(STORAGE_TABLE)} AS t"
             f' WHERE t."TimeGenerated" BETWEEN {window}'
             ' AND t."EventId" = s."EventId" AND t."RowIndex" = s."RowIndex")'

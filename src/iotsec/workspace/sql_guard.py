@@ -22,7 +22,8 @@ from iotsec.workspace.tables import TABLES
 
 __all__ = ["DENIED_FUNCTION_PREFIXES", "guard_sql"]
 
-#: Functions refused wherever they appear: they read files, URLs, the environment or settings.
+#: Functions refused wherever they appear: they read files, URLs, the environment or settings,
+#: or move a sequence (a write, however small).
 DENIED_FUNCTION_PREFIXES = (
     "read_",
     "parquet_",
@@ -46,6 +47,8 @@ DENIED_FUNCTION_PREFIXES = (
     "which_secret",
     "json_execute_serialized_sql",
     "from_substrait",
+    "nextval",
+    "currval",
 )
 _READ_ONLY_ROOTS = (exp.Select, exp.SetOperation)
 
@@ -113,7 +116,9 @@ def _check(node: exp.Expr, allowed: set[str], ctes: set[str]) -> None:
     if isinstance(node, exp.Func):
         name = _function_name(node).lower()
         if name.startswith(DENIED_FUNCTION_PREFIXES):
-            raise QueryRefused(f"function {name}", "it reads files, the network or settings")
+            raise QueryRefused(
+                f"function {name}", "it reads files, the network or settings, or writes"
+            )
         return
     if (
         isinstance(node, exp.Expression)

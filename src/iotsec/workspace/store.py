@@ -92,8 +92,7 @@ class WorkspaceStore:
             self._db.execute("SET GLOBAL TimeZone = 'UTC'")
             for table in self.tables.values():
                 if table.name == rawevents.RAW_TABLE:
-                    for statement in rawevents.create_statements():
-                        self._db.execute(statement)
+                    self._create_raw()
                 else:
                     self._db.execute(create_table_sql(table))
             self._db.execute("SET lock_configuration = true")
@@ -147,6 +146,28 @@ class WorkspaceStore:
             f"INSERT INTO {_quote(spec.name)} SELECT * FROM {{staged}} ON CONFLICT DO NOTHING",  # noqa: S608 - registry names, quoted
         )
 
+    def _create_raw(self) -> None:
+        # Creates the raw event tables, first moving rows of an older layout to this one.
+        stored = [
+            str(row[0])
+            for row in self._db.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = ?",
+                [rawevents.STORAGE_TABLE],
+            ).fetchall()
+        ]
+        upgrade = rawevents.upgrade_statements(stored)
+        if upgrade:
+            self._db.execute("BEGIN TRANSACTION")
+            try:
+                for statement in upgrade:
+                    self._db.execute(statement)
+                self._db.execute("COMMIT")
+            except duckdb.Error:
+                self._db.execute("ROLLBACK")
+                raise
+        for statement in rawevents.create_statements():
+            self._db.execute(statement)
+
     def _lane(self, lane: int) -> _Lane:
         with self._lock:
             self._check_open()
@@ -186,6 +207,7 @@ class WorkspaceStore:
             inserted = 0
             try:
                 db.execute("BEGIN TRANSACTION")
+                db.execute(rawevents.source_statement(_quote(name))).fetchall()
                 statements = rawevents.insert_statements(_quote(name), clusters, distinct=repeats)
                 for sql in statements:
                     inserted += _first(db.execute(sql).fetchall())
