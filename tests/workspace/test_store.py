@@ -390,3 +390,16 @@ def test_a_workspace_of_the_older_raw_layout_is_upgraded_when_opened(tmp_path: P
         ).fetchone() or ("",)
         cursor.close()
         assert agent == raw.column("AgentId")[0].as_py()
+
+
+def test_retention_of_raw_events_drops_the_sources_no_row_uses(store: WorkspaceStore) -> None:
+    raw = _raw_table()
+    old = _shifted(_with(raw, "DeviceId", "dev-gone"), timedelta(days=-400))
+    store.append("SecurityIoTRawEvent", pa.concat_tables([raw, old]))
+    assert _sources(store) == 2
+    assert store.delete_older_than("SecurityIoTRawEvent", AT - timedelta(days=30)) == 15
+    assert _sources(store) == 1
+    assert _view_sources(store) == _expected_sources(raw)
+    # The kept source is still used by new appends of its agent.
+    assert store.append("SecurityIoTRawEvent", _new_ids(raw)) == 15
+    assert _sources(store) == 1

@@ -48,6 +48,7 @@ __all__ = [
     "create_statements",
     "has_repeats",
     "insert_statements",
+    "prune_sources_statement",
     "source_statement",
     "time_clusters",
     "upgrade_statements",
@@ -231,6 +232,14 @@ def _new_sources(relation: str) -> str:
 def source_statement(staged: str) -> str:
     """The ``INSERT`` that adds the source combinations of the staged batch not yet stored."""
     return _new_sources(staged)
+
+
+def prune_sources_statement() -> str:
+    """The ``DELETE`` of the sources no stored row refers to (after retention)."""
+    return (
+        f'DELETE FROM {_q(SOURCE_TABLE)} WHERE "SourceKey" NOT IN'  # noqa: S608 - fixed names
+        f' (SELECT DISTINCT "SourceKey" FROM {_q(STORAGE_TABLE)})'
+    )
 
 
 def _source_lookup() -> str:

@@ -287,13 +287,22 @@ class WorkspaceStore:
         return self._insert(spec, staged, sql)
 
     def delete_older_than(self, table: str, cutoff: datetime) -> int:
-        """Delete the rows of ``table`` whose time column is before ``cutoff``; returns how many."""
+        """Delete the rows of ``table`` whose time column is before ``cutoff``; returns how many.
+
+        For raw events, the sources no row refers to any more go too (appends wait for that
+        moment, since one may be about to use such a source).
+        """
         spec = self.table(table)
         sql = f"DELETE FROM {_quote(_stored(spec))} WHERE {_quote(spec.time_column)} < ?"  # noqa: S608 - registry names
-        with self._lock:
+        with contextlib.ExitStack() as held:
+            held.enter_context(self._lock)
             self._check_open()
             try:
                 row = self._db.execute(sql, [cutoff]).fetchall()
+                if spec.name == rawevents.RAW_TABLE and _first(row):
+                    for lane in self._lanes.values():
+                        held.enter_context(lane.lock)
+                    self._db.execute(rawevents.prune_sources_statement()).fetchall()
             except duckdb.Error as exc:
                 raise StoreError(
                     f"cannot delete from {table}: {exc}",  # noqa: S608 - a message, not SQL

@@ -129,7 +129,8 @@ def add_process(
     )
     e = uid if euid is None else euid
     (proc / "status").write_text(
-        f"Name:\t{comm}\nPid:\t{pid}\nPPid:\t{ppid}\nUid:\t{uid}\t{e}\t{e}\t{e}\n",
+        f"Name:\t{comm}\nState:\tS (sleeping)\nPid:\t{pid}\nPPid:\t{ppid}\n"
+        f"Uid:\t{uid}\t{e}\t{e}\t{e}\n",
         encoding="utf-8",
     )
     (proc / "cmdline").write_bytes(b"".join(a.encode() + b"\0" for a in argv))

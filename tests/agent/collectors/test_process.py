@@ -241,6 +241,18 @@ def test_without_forks_a_process_reaped_before_its_read_waits_for_its_exit_for_a
     assert isinstance(end, ProcessExit) and end.pid == 950
 
 
+def test_a_held_start_whose_exit_names_an_excluded_parent_is_dropped() -> None:
+    tracker = ProcessTracker(
+        lambda pid: None, clock=lambda: T0, exclude_descendants_of=[800], forks_reported=False
+    )
+    tracker.seed([_snap(800, 1, "/usr/bin/python3")])
+    assert tracker.activities(ExecEvent(pid=960, tgid=960)) == []  # gone before its read
+    exit_event = ExitEvent(
+        pid=960, tgid=960, exit_code=0, exit_signal=17, parent_pid=800, parent_tgid=800
+    )
+    assert tracker.activities(exit_event) == []  # the agent's own child: neither start nor exit
+
+
 def test_seeding_excludes_processes_already_descending_from_a_root() -> None:
     tracker = ProcessTracker(lambda pid: None, clock=lambda: T0, exclude_descendants_of=[800])
     tracker.seed(

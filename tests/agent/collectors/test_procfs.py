@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import doctest
 import ipaddress
+import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,13 +27,14 @@ from iotsec.agent.collectors.procfs import (
     parse_stat,
     parse_status,
     parse_tcp_opens,
+    read_exec,
     read_process,
     read_sockets,
     read_tcp_opens,
     socket_owners,
 )
 from iotsec.agent.errors import HostReadError, ParseError
-from iotsec.agent.hostroot import FakeHostRoot
+from iotsec.agent.hostroot import FakeHostRoot, HostRoot
 from tests.agent.collectors.procfixtures import (
     DISTROS,
     HOSTS,
@@ -288,6 +291,41 @@ def test_read_process_raises_parse_error_for_a_corrupt_stat(tmp_path: Path) -> N
         read_process(host, 5)
 
 
+def test_read_exec_reads_exe_cmdline_and_status_alone(tmp_path: Path) -> None:
+    host = fixture_host("debian12", tmp_path)
+    for pid in (2290, 2300, 2250):
+        full, at_exec = read_process(host, pid), read_exec(host, pid)
+        assert full is not None and at_exec is not None
+        assert at_exec.start_ticks is None
+        # Everything else matches what stat and status together say (comm included).
+        assert replace(at_exec, start_ticks=full.start_ticks) == full
+    # stat is not read: a process whose stat is unreadable is still seen at its exec.
+    (tmp_path / "proc" / "2290" / "stat").unlink()
+    assert read_exec(host, 2290) is not None
+    (tmp_path / "proc" / "2290" / "status").unlink()
+    assert read_exec(host, 2290) is None
+    assert read_exec(host, 99999) is None
+
+
+def test_read_exec_unescapes_the_name_and_names_a_corrupt_status(tmp_path: Path) -> None:
+    status = "Name:\tx\\nid\\\\\nState:\tR (running)\nPPid:\t1\nUid:\t5\t0\t5\t0\n"
+    host = FakeHostRoot.build(tmp_path, files={"/proc/7/status": status, "/proc/8/status": "Uid:"})
+    snap = read_exec(host, 7)
+    assert snap is not None
+    assert (snap.comm, snap.state, snap.ppid, snap.uid, snap.euid) == ("x\nid\\", "R", 1, 5, 0)
+    assert snap.missing == ("exe", "cmdline")
+    with pytest.raises(ParseError, match="/proc/8/status"):
+        read_exec(host, 8)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs a Linux /proc")
+def test_live_read_exec_agrees_with_read_process() -> None:
+    host = HostRoot("/")
+    full, at_exec = read_process(host, os.getpid()), read_exec(host, os.getpid())
+    assert full is not None and at_exec is not None
+    assert replace(at_exec, start_ticks=full.start_ticks, state=full.state) == full
+
+
 def test_socket_owners_map_inodes_to_pids(tmp_path: Path) -> None:
     host = fixture_host("debian12", tmp_path)
     owners = socket_owners(host, {18431, 31500, 40001, 20110, 424242})
@@ -390,6 +428,8 @@ def test_stat_parser_raises_only_parse_error(text: str) -> None:
 def test_status_parser_raises_only_parse_error(text: str) -> None:
     with contextlib.suppress(ParseError):
         parse_status(text)
+    with contextlib.suppress(ParseError):
+        parse_status(text, names=True)
 
 
 @given(st.binary(max_size=300))

@@ -172,33 +172,28 @@ class OtherEvent(_Header):
 ProcEvent = ForkEvent | ExecEvent | ExitEvent | AckEvent | OtherEvent
 
 
+# The data each event this agent reads must carry (at least).
+_NEEDED = {_PROC_EVENT_NONE: _ACK, _PROC_EVENT_FORK: _FORK, _PROC_EVENT_EXEC: _EXEC}
+_NEEDED[_PROC_EVENT_EXIT] = _EXIT
+
+
 def _parse_event(payload: bytes, seq: int, ack: int) -> ProcEvent:
+    # Runs for every exec and exit on the host: offsets into the payload, no copies.
     if len(payload) < _EVENT_HEADER.size:
         raise ParseError("proc connector", f"event of {len(payload)} bytes is shorter than 16")
     what, cpu, timestamp_ns = _EVENT_HEADER.unpack_from(payload)
-    data = payload[_EVENT_HEADER.size :]
-    header = {"seq": seq, "cpu": cpu, "timestamp_ns": timestamp_ns}
-    needed = {
-        _PROC_EVENT_NONE: _ACK,
-        _PROC_EVENT_FORK: _FORK,
-        _PROC_EVENT_EXEC: _EXEC,
-        _PROC_EVENT_EXIT: _EXIT,
-    }.get(what)
-    if needed is not None and len(data) < needed.size:
-        raise ParseError("proc connector", f"event {what:#x} has {len(data)} bytes of data")
-    if what == _PROC_EVENT_FORK:
-        ppid, ptgid, cpid, ctgid = _FORK.unpack_from(data)
-        return ForkEvent(
-            parent_pid=ppid, parent_tgid=ptgid, child_pid=cpid, child_tgid=ctgid, **header
-        )
+    at, size = _EVENT_HEADER.size, len(payload) - _EVENT_HEADER.size
+    needed = _NEEDED.get(what)
+    if needed is not None and size < needed.size:
+        raise ParseError("proc connector", f"event {what:#x} has {size} bytes of data")
     if what == _PROC_EVENT_EXEC:
-        pid, tgid = _EXEC.unpack_from(data)
-        return ExecEvent(pid=pid, tgid=tgid, **header)
+        pid, tgid = _EXEC.unpack_from(payload, at)
+        return ExecEvent(pid=pid, tgid=tgid, seq=seq, cpu=cpu, timestamp_ns=timestamp_ns)
     if what == _PROC_EVENT_EXIT:
-        pid, tgid, code, signal = _EXIT.unpack_from(data)
+        pid, tgid, code, signal = _EXIT.unpack_from(payload, at)
         parent: tuple[int | None, int | None] = (None, None)
-        if len(data) >= _EXIT.size + _EXIT_PARENT.size:
-            parent = _EXIT_PARENT.unpack_from(data, _EXIT.size)
+        if size >= _EXIT.size + _EXIT_PARENT.size:
+            parent = _EXIT_PARENT.unpack_from(payload, at + _EXIT.size)
         return ExitEvent(
             pid=pid,
             tgid=tgid,
@@ -206,11 +201,27 @@ def _parse_event(payload: bytes, seq: int, ack: int) -> ProcEvent:
             exit_signal=signal,
             parent_pid=parent[0],
             parent_tgid=parent[1],
-            **header,
+            seq=seq,
+            cpu=cpu,
+            timestamp_ns=timestamp_ns,
+        )
+    if what == _PROC_EVENT_FORK:
+        ppid, ptgid, cpid, ctgid = _FORK.unpack_from(payload, at)
+        return ForkEvent(
+            parent_pid=ppid,
+            parent_tgid=ptgid,
+            child_pid=cpid,
+            child_tgid=ctgid,
+            seq=seq,
+            cpu=cpu,
+            timestamp_ns=timestamp_ns,
         )
     if what == _PROC_EVENT_NONE:
-        return AckEvent(err=_ACK.unpack_from(data)[0], ack=ack, **header)
-    return OtherEvent(what=what, data=bytes(data), **header)
+        err = _ACK.unpack_from(payload, at)[0]
+        return AckEvent(err=err, ack=ack, seq=seq, cpu=cpu, timestamp_ns=timestamp_ns)
+    return OtherEvent(
+        what=what, data=bytes(payload[at:]), seq=seq, cpu=cpu, timestamp_ns=timestamp_ns
+    )
 
 
 def parse_datagram(data: bytes) -> list[ProcEvent]:

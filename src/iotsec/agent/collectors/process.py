@@ -5,8 +5,9 @@ to the collectors that subscribed, through bounded buffers that count what they 
 two backends:
 
 * the netlink proc connector (:mod:`.proc_connector`), on a live host where it can be opened
-  (see ProcConnector.open): every exec and exit, as it happens. /proc/<pid> is
-  read the moment the exec is reported, so even a process that lives a few milliseconds is
+  (see ProcConnector.open): every exec and exit, as it happens. /proc/<pid> (exe, cmdline
+  and status: ``read_exec``) is read the moment the exec is reported, so even a process that
+  lives a few milliseconds is
   reported with its executable and command line; one already gone is reported with what is
   known (its comm, its parent) and ``ExtraDetails.Partial``.
 * polling /proc (the fallback, and what fixture hosts use): the pid sets of two polls are
@@ -45,6 +46,7 @@ from iotsec.agent.collectors.proc_connector import (
 from iotsec.agent.collectors.procfs import (
     ProcessSnapshot,
     list_pids,
+    read_exec,
     read_process,
     read_processes,
 )
@@ -236,6 +238,8 @@ class ProcessTracker:
         if isinstance(event, ExitEvent) and event.pid == event.tgid and event.tgid in self._unread:
             at = self._unread.pop(event.tgid)
             parent = event.parent_tgid if event.parent_tgid is not None else 0
+            if parent in self._excluded:
+                return []  # a child of an excluded process: neither its start nor its exit
             start = self._started(event.tgid, None, _Known(None, "", None, parent, False), at=at)
             end = self.vanished(event.tgid, event.status, event.signal)
             return [start] if end is None else [start, end]
@@ -394,7 +398,7 @@ class ProcessEventSource:
         self.buffer_size = buffer_size
         self.unavailable: str | None = None
         self.tracker = ProcessTracker(
-            lambda pid: read_process(host, pid),
+            lambda pid: read_exec(host, pid),
             clock=clock,
             exclude_descendants_of=exclude_descendants_of,
         )

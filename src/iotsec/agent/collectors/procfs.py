@@ -53,6 +53,7 @@ __all__ = [
     "parse_stat",
     "parse_status",
     "parse_tcp_opens",
+    "read_exec",
     "read_process",
     "read_processes",
     "read_sockets",
@@ -149,11 +150,14 @@ class ProcStat:
 
 @dataclass(frozen=True, slots=True)
 class ProcStatus:
-    """The ids of /proc/<pid>/status: real and effective uid, and the parent pid if printed."""
+    """The ids of /proc/<pid>/status: real and effective uid, the parent pid if printed, and
+    the name and state (``parse_status`` with ``names``)."""
 
     uid: int
     euid: int
     ppid: int | None = None
+    name: str | None = None
+    state: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +168,7 @@ class ProcessSnapshot:
     ppid: int
     comm: str
     state: str
-    start_ticks: int
+    start_ticks: int | None  # None when read at exec, from status (see read_exec)
     exe: str | None
     args: tuple[str, ...]
     uid: int | None
@@ -298,13 +302,19 @@ def parse_stat(text: str, source: str = "/proc/<pid>/stat") -> ProcStat:
     )
 
 
-def parse_status(text: str, source: str = "/proc/<pid>/status") -> ProcStatus:
-    """The real and effective uid (and PPid) of a /proc/<pid>/status file.
+def parse_status(
+    text: str, source: str = "/proc/<pid>/status", *, names: bool = False
+) -> ProcStatus:
+    """The real and effective uid (and PPid) of a /proc/<pid>/status file; with ``names``
+    also the Name (unescaped) and the State letter.
 
-    It is read at every exec, so only the two lines it needs are looked at.
+    It is read at every exec, so only the lines it needs are looked at.
 
     >>> parse_status("Name:\\tsu\\nPPid:\\t41\\nUid:\\t1000\\t0\\t0\\t0\\n")
-    ProcStatus(uid=1000, euid=0, ppid=41)
+    ProcStatus(uid=1000, euid=0, ppid=41, name=None, state=None)
+    >>> text = "Name:\\ta\\\\\\\\b\\\\nc\\nState:\\tS (sleeping)\\nUid:\\t0\\t0\\t0\\t0\\n"
+    >>> parse_status(text, names=True)
+    ProcStatus(uid=0, euid=0, ppid=None, name='a\\\\b\\nc', state='S')
     """
     uid_line = _status_line(text, "Uid")
     if uid_line is None:
@@ -318,7 +328,37 @@ def parse_status(text: str, source: str = "/proc/<pid>/status") -> ProcStatus:
     ppid = None
     if ppid_line is not None:
         ppid = _dec(ppid_line[1].strip(), source, ppid_line[0], "PPid")
-    return ProcStatus(uid=uids[0], euid=uids[1], ppid=ppid)
+    if not names:
+        return ProcStatus(uid=uids[0], euid=uids[1], ppid=ppid)
+    name_line = _status_line(text, "Name")
+    state_line = _status_line(text, "State")
+    if name_line is None or state_line is None:
+        raise ParseError(source, f"no {'Name' if name_line is None else 'State'} line")
+    state = state_line[1].strip()[:1]
+    if not state:
+        raise ParseError(source, "State is empty", line=state_line[0])
+    name = name_line[1].removeprefix("\t")
+    return ProcStatus(
+        uid=uids[0],
+        euid=uids[1],
+        ppid=ppid,
+        name=_unescape_name(name) if "\\" in name else name,
+        state=state,
+    )
+
+
+def _unescape_name(name: str) -> str:
+    # The kernel escapes exactly two characters of a status Name: newline and backslash.
+    out, index = [], 0
+    while index < len(name):
+        char = name[index]
+        if char == "\\" and index + 1 < len(name) and name[index + 1] in "n\\":
+            out.append("\n" if name[index + 1] == "n" else "\\")
+            index += 2
+        else:
+            out.append(char)
+            index += 1
+    return "".join(out)
 
 
 def _status_line(text: str, key: str) -> tuple[int, str] | None:
@@ -439,16 +479,21 @@ def _read_optional(host: HostRoot, path: str) -> bytes | None:
         return None
 
 
-def read_process(host: HostRoot, pid: int) -> ProcessSnapshot | None:
-    """A snapshot of process ``pid``: None when it is gone, partial when parts are unreadable."""
-    base = f"/proc/{pid}"
-    # exe and cmdline first: they vanish when the process exits, stat only when it is reaped.
+def _read_image(host: HostRoot, base: str) -> tuple[str | None, bytes | None]:
+    # exe and cmdline are read first: they vanish when the process exits, stat and status
+    # only when it is reaped. exe is unreadable for a process that is gone, a zombie, a kernel
+    # thread, or another user's process when the agent is not root.
     try:
         exe: str | None = host.readlink(f"{base}/exe")
     except HostReadError:
-        # Gone, a zombie, a kernel thread, or another user's process when not root.
         exe = None
-    raw_cmdline = _read_optional(host, f"{base}/cmdline")
+    return exe, _read_optional(host, f"{base}/cmdline")
+
+
+def read_process(host: HostRoot, pid: int) -> ProcessSnapshot | None:
+    """A snapshot of process ``pid``: None when it is gone, partial when parts are unreadable."""
+    base = f"/proc/{pid}"
+    exe, raw_cmdline = _read_image(host, base)
     raw_stat = _read_optional(host, f"{base}/stat")
     if raw_stat is None:
         return None
@@ -470,6 +515,37 @@ def read_process(host: HostRoot, pid: int) -> ProcessSnapshot | None:
         uid=status.uid if status is not None else None,
         euid=status.euid if status is not None else None,
         is_kernel_thread=stat.is_kernel_thread,
+    )
+
+
+def read_exec(host: HostRoot, pid: int) -> ProcessSnapshot | None:
+    """A snapshot of process ``pid`` just after its exec: None when it is gone.
+
+    An exec is the agent's hottest path, so it reads three files, not four: exe, cmdline and
+    status, which has the parent, the name and the ids (stat adds only what an exec'd process
+    does not need: a process that exec'd is never a kernel thread, and its start time is the
+    event's). ``comm`` is status's Name, unescaped; ``start_ticks`` is None.
+    """
+    base = f"/proc/{pid}"
+    exe, raw_cmdline = _read_image(host, base)
+    raw_status = _read_optional(host, f"{base}/status")
+    if raw_status is None:
+        return None
+    status = parse_status(
+        raw_status.decode("utf-8", errors="replace"), f"{base}/status", names=True
+    )
+    if status.ppid is None:
+        raise ParseError(f"{base}/status", "no PPid line")
+    return ProcessSnapshot(
+        pid=pid,
+        ppid=status.ppid,
+        comm=status.name or "",
+        state=status.state or "",
+        start_ticks=None,
+        exe=exe,
+        args=parse_cmdline(raw_cmdline) if raw_cmdline is not None else (),
+        uid=status.uid,
+        euid=status.euid,
     )
 
 
