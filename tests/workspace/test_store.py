@@ -13,6 +13,7 @@ import pytest
 
 from iotsec.stream import Entry
 from iotsec.workspace.errors import StoreError
+from iotsec.workspace.rawevents import SOURCE_COLUMNS
 from iotsec.workspace.rows import RowBuilder
 from iotsec.workspace.sinks import AlertRow, RecommendationRow
 from iotsec.workspace.store import WorkspaceStore
@@ -269,17 +270,6 @@ def test_a_closed_store_refuses_appends_in_any_lane(tmp_path: Path) -> None:
         store.append("SecurityIoTRawEvent", raw, lane=4)
 
 
-_SOURCE_COLUMNS = (
-    "AgentVersion",
-    "AgentId",
-    "AssociatedResourceId",
-    "AzureSubscriptionId",
-    "HubName",
-    "DeviceId",
-    "ModuleId",
-)
-
-
 def _with(raw: pa.Table, column: str, value: object) -> pa.Table:
     index = raw.schema.get_field_index(column)
     return raw.set_column(
@@ -305,7 +295,7 @@ def _sources(store: WorkspaceStore) -> int:
 def _view_sources(store: WorkspaceStore) -> list[tuple[object, ...]]:
     cursor = store.query_cursor()
     try:
-        names = ", ".join(f'"{name}"' for name in _SOURCE_COLUMNS)
+        names = ", ".join(f'"{name}"' for name in SOURCE_COLUMNS)
         return cursor.execute(
             f'SELECT "IoTRawEventId", {names} FROM "SecurityIoTRawEvent" ORDER BY 1'
         ).fetchall()
@@ -318,7 +308,7 @@ def _expected_sources(*tables: pa.Table) -> list[tuple[object, ...]]:
     for table in tables:
         events, indexes = table.column("EventId").to_pylist(), table.column("RowIndex").to_pylist()
         ids = [f"{event}:{row}" for event, row in zip(events, indexes, strict=True)]
-        columns = [table.column(name).to_pylist() for name in _SOURCE_COLUMNS]
+        columns = [table.column(name).to_pylist() for name in SOURCE_COLUMNS]
         rows.extend(zip(ids, *columns, strict=True))
     return sorted(rows, key=lambda row: str(row[0]))
 

@@ -178,6 +178,10 @@ def _view_sql() -> str:
 
 def create_statements() -> list[str]:
     """The statements that create the tables, the key sequence and the view (idempotent)."""
+    return [*_table_statements(), _view_sql()]
+
+
+def _table_statements() -> list[str]:
     columns = ", ".join(f"{_q(name)} {kind}" for name, kind in _STORED)
     sources = ", ".join(f"{_q(name)} VARCHAR" for name in SOURCE_COLUMNS)
     return [
@@ -185,7 +189,6 @@ def create_statements() -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {_q(SOURCE_TABLE)}"
         f' ("SourceKey" INTEGER PRIMARY KEY, {sources})',
         f"CREATE TABLE IF NOT EXISTS {_q(STORAGE_TABLE)} ({columns})",
-        _view_sql(),
     ]
 
 
@@ -205,7 +208,7 @@ def upgrade_statements(stored_columns: Sequence[str]) -> list[str]:
     return [
         f"DROP VIEW IF EXISTS {_q(RAW_TABLE)}",
         f"ALTER TABLE {_q(STORAGE_TABLE)} RENAME TO {old}",
-        *create_statements()[:3],
+        *_table_statements(),
         _new_sources(old),
         f"INSERT INTO {_q(STORAGE_TABLE)} SELECT {select} FROM {old} AS o"  # noqa: S608 - fixed names
         f" JOIN ({_source_lookup()}) AS s ON {_same_source('o', 's')}",

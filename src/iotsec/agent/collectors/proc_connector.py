@@ -173,8 +173,12 @@ ProcEvent = ForkEvent | ExecEvent | ExitEvent | AckEvent | OtherEvent
 
 
 # The data each event this agent reads must carry (at least).
-_NEEDED = {_PROC_EVENT_NONE: _ACK, _PROC_EVENT_FORK: _FORK, _PROC_EVENT_EXEC: _EXEC}
-_NEEDED[_PROC_EVENT_EXIT] = _EXIT
+_NEEDED = {
+    _PROC_EVENT_NONE: _ACK,
+    _PROC_EVENT_FORK: _FORK,
+    _PROC_EVENT_EXEC: _EXEC,
+    _PROC_EVENT_EXIT: _EXIT,
+}
 
 
 def _parse_event(payload: bytes, seq: int, ack: int) -> ProcEvent:
